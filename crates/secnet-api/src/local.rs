@@ -1,0 +1,238 @@
+//! The local API: what `secnet` asks `secnetd` over the daemon's Unix socket (root only), and
+//! what it answers. One request per frame, one response per request.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use secnet_model::{NetworkSpec, Role};
+
+/// Options of `secnet init`. Address strings are resolved by the daemon, inside its own
+/// network namespace, because interface names mean something only there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// `--advertise-addr`: IP or interface, optional `:PORT`.
+    pub advertise_addr: Option<String>,
+    /// `--listen-addr`: IP or interface, optional `:PORT` (default 0.0.0.0:2377).
+    pub listen_addr: Option<String>,
+    /// `--data-path-addr`: IP or interface, no port.
+    pub data_path_addr: Option<String>,
+    /// `--data-path-port` (VXLAN UDP port).
+    pub data_path_port: Option<u16>,
+    /// `--default-addr-pool`, repeatable.
+    pub default_addr_pools: Vec<Ipv4Net>,
+    /// `--default-addr-pool-mask-length`.
+    pub default_addr_pool_mask_length: Option<u8>,
+    /// `--key-rotation-interval` in seconds.
+    pub key_rotation_interval_secs: Option<u64>,
+    /// `--force-new-cluster`: restart a single-manager cluster from this node's data.
+    pub force_new_cluster: bool,
+}
+
+/// Options of `secnet join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The full join token.
+    pub token: String,
+    /// `HOST:PORT` of a manager.
+    pub remote: String,
+    pub advertise_addr: Option<String>,
+    pub listen_addr: Option<String>,
+    pub data_path_addr: Option<String>,
+}
+
+/// A request from the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LocalRequest {
+    Init(InitRequest),
+    Join(JoinRequest),
+    /// `join-token worker|manager [--rotate]`.
+    JoinToken {
+        role: Role,
+        rotate: bool,
+    },
+    /// `leave [--force]`.
+    Leave {
+        force: bool,
+    },
+    NodeLs,
+    NodeInspect {
+        nodes: Vec<String>,
+    },
+    NodePromote {
+        nodes: Vec<String>,
+    },
+    NodeDemote {
+        nodes: Vec<String>,
+    },
+    NodeRm {
+        nodes: Vec<String>,
+        force: bool,
+    },
+    NetworkCreate(NetworkSpec),
+    NetworkLs,
+    NetworkInspect {
+        networks: Vec<String>,
+    },
+    NetworkRm {
+        networks: Vec<String>,
+    },
+    Status,
+}
+
+/// A node as `node ls` / `node inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    /// "manager" or "worker".
+    pub role: String,
+    /// "ready" or "down".
+    pub status: String,
+    /// Whether this node is the Raft leader.
+    pub leader: bool,
+    /// Whether this is the node the CLI talks to.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    pub advertise_addr: String,
+    pub data_path_addr: String,
+    /// RFC 3339.
+    pub joined: String,
+    /// SHA-256 fingerprint of the node's certificate.
+    pub cert_fingerprint: String,
+}
+
+/// A network as `network ls` / `network inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub scope: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub vni: u32,
+    pub encrypted: bool,
+    /// The MTU endpoints get on this node (explicit, or derived from the data-path interface).
+    pub mtu: u32,
+    pub attachable: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// `secnet status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// "inactive" before init/join, otherwise "active".
+    pub state: String,
+    pub node_id: Option<String>,
+    pub hostname: String,
+    pub role: Option<String>,
+    pub cluster_id: Option<String>,
+    pub leader_id: Option<String>,
+    pub leader_addr: Option<String>,
+    pub managers: usize,
+    pub managers_reachable: usize,
+    pub nodes: usize,
+    pub networks: usize,
+    pub advertise_addr: Option<String>,
+    pub data_path_addr: Option<String>,
+    /// Index of the last Raft entry applied to the state this node holds.
+    pub applied_index: u64,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LocalResponse {
+    /// `init` done: this node's id, the cluster id, and the worker join command.
+    Initialized {
+        node_id: String,
+        cluster_id: String,
+        join_command: String,
+    },
+    /// `join` done.
+    Joined {
+        node_id: String,
+        role: String,
+        cluster_id: String,
+    },
+    /// `join-token`: the token and the full command line to use it.
+    JoinToken {
+        token: String,
+        command: String,
+    },
+    /// `leave` done.
+    Left,
+    Nodes(Vec<NodeInfo>),
+    /// Ids of the nodes that were changed or removed.
+    NodesChanged(Vec<String>),
+    Network(NetworkInfo),
+    Networks(Vec<NetworkInfo>),
+    /// Names of the networks removed.
+    NetworksRemoved(Vec<String>),
+    Status(StatusInfo),
+}
+
+/// What went wrong, in classes the CLI maps to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is invalid (bad value, wrong state); nothing changed.
+    Invalid,
+    /// A named object does not exist.
+    NotFound,
+    /// It conflicts with existing state (duplicate, in use).
+    Conflict,
+    /// The cluster cannot take the request now (no quorum, no leader, manager unreachable).
+    Unavailable,
+    /// Credentials were refused (bad token, revoked certificate).
+    Denied,
+    /// A bug or an I/O failure on the daemon.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+impl From<secnet_model::ModelError> for ApiError {
+    fn from(e: secnet_model::ModelError) -> Self {
+        use secnet_model::ModelError as M;
+        let kind = match &e {
+            M::NetworkNotFound(_) | M::NodeNotFound(_) => ErrorKind::NotFound,
+            M::DuplicateNetworkName(_) | M::NetworkIdTaken(_) | M::NodeIdTaken(_) => {
+                ErrorKind::Conflict
+            }
+            M::Ipam(i) if i.to_string().contains("overlap") => ErrorKind::Conflict,
+            _ => ErrorKind::Invalid,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+/// The answer to a [`LocalRequest`].
+pub type LocalResult = Result<LocalResponse, ApiError>;

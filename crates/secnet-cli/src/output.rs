@@ -1,0 +1,698 @@
+//! Everything `secnet` shows on stdout: rendering of the daemon's answers (pure, so tested)
+//! and the one function that writes them.
+
+use std::io::Write;
+
+use secnet_api::{LocalResponse, NetworkInfo, NodeInfo, StatusInfo};
+use serde::Serialize;
+
+use crate::cli::{ListFormat, Render};
+use crate::error::CliError;
+
+/// Writes `text` to stdout. A closed pipe (`secnet node ls | head -1`) is not an error.
+pub fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The text shown for the daemon's answer, or an error when the answer does not fit the
+/// command.
+pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError> {
+    match (how, response) {
+        (
+            Render::Init,
+            LocalResponse::Initialized {
+                node_id,
+                join_command,
+                ..
+            },
+        ) => Ok(format!(
+            "Cluster initialized: current node ({node_id}) is now a manager.\n\
+             \n\
+             To add a worker to this cluster, run the following command:\n\
+             \n    {join_command}\n\
+             \n\
+             To add a manager to this cluster, run 'secnet join-token manager' and follow the \
+             instructions.\n"
+        )),
+        (Render::Join, LocalResponse::Joined { role, .. }) => {
+            Ok(format!("This node joined a cluster as a {role}.\n"))
+        }
+        (
+            Render::JoinToken {
+                role,
+                quiet,
+                rotate,
+            },
+            LocalResponse::JoinToken { token, command },
+        ) => {
+            if *quiet {
+                return Ok(format!("{token}\n"));
+            }
+            let mut s = String::new();
+            if *rotate {
+                s.push_str(&format!("Successfully rotated {role} join token.\n\n"));
+            }
+            s.push_str(&format!(
+                "To add a {role} to this cluster, run the following command:\n\n    {command}\n"
+            ));
+            Ok(s)
+        }
+        (Render::Leave, LocalResponse::Left) => Ok("Node left the cluster.\n".into()),
+        (Render::NodeLs { quiet, format }, LocalResponse::Nodes(nodes)) => {
+            if *quiet {
+                Ok(lines(nodes.iter().map(|n| n.id.as_str())))
+            } else {
+                match format {
+                    ListFormat::Table => Ok(node_table(&nodes)),
+                    ListFormat::Json => json_line(&nodes),
+                }
+            }
+        }
+        (Render::NodeInspect { compact }, LocalResponse::Nodes(nodes)) => {
+            json_doc(&nodes, *compact)
+        }
+        (Render::NodePromote, LocalResponse::NodesChanged(ids)) => Ok(ids
+            .iter()
+            .map(|id| format!("Node {id} promoted to a manager in the cluster.\n"))
+            .collect()),
+        (Render::NodeDemote, LocalResponse::NodesChanged(ids)) => Ok(ids
+            .iter()
+            .map(|id| format!("Manager {id} demoted in the cluster.\n"))
+            .collect()),
+        (Render::NodeRm, LocalResponse::NodesChanged(ids)) => {
+            Ok(lines(ids.iter().map(String::as_str)))
+        }
+        (Render::NetworkCreate, LocalResponse::Network(net)) => Ok(format!("{}\n", net.id)),
+        (Render::NetworkLs { quiet, format }, LocalResponse::Networks(nets)) => {
+            if *quiet {
+                Ok(lines(nets.iter().map(|n| n.id.as_str())))
+            } else {
+                match format {
+                    ListFormat::Table => Ok(network_table(&nets)),
+                    ListFormat::Json => json_line(&nets),
+                }
+            }
+        }
+        (Render::NetworkInspect { compact }, LocalResponse::Networks(nets)) => {
+            json_doc(&nets, *compact)
+        }
+        (Render::NetworkInspect { compact }, LocalResponse::Network(net)) => {
+            json_doc(&[net], *compact)
+        }
+        (Render::NetworkRm, LocalResponse::NetworksRemoved(names)) => {
+            Ok(lines(names.iter().map(String::as_str)))
+        }
+        (Render::Status { format }, LocalResponse::Status(status)) => match format {
+            ListFormat::Table => Ok(status_text(&status)),
+            ListFormat::Json => json_line(&status),
+        },
+        (how, other) => Err(CliError::UnexpectedResponse {
+            expected: expected_response(how),
+            got: response_name(&other).into(),
+        }),
+    }
+}
+
+fn expected_response(how: &Render) -> &'static str {
+    match how {
+        Render::Init => "Initialized",
+        Render::Join => "Joined",
+        Render::JoinToken { .. } => "JoinToken",
+        Render::Leave => "Left",
+        Render::NodeLs { .. } | Render::NodeInspect { .. } => "Nodes",
+        Render::NodePromote | Render::NodeDemote | Render::NodeRm => "NodesChanged",
+        Render::NetworkCreate => "Network",
+        Render::NetworkLs { .. } | Render::NetworkInspect { .. } => "Networks",
+        Render::NetworkRm => "NetworksRemoved",
+        Render::Status { .. } => "Status",
+    }
+}
+
+fn response_name(r: &LocalResponse) -> &'static str {
+    match r {
+        LocalResponse::Initialized { .. } => "Initialized",
+        LocalResponse::Joined { .. } => "Joined",
+        LocalResponse::JoinToken { .. } => "JoinToken",
+        LocalResponse::Left => "Left",
+        LocalResponse::Nodes(_) => "Nodes",
+        LocalResponse::NodesChanged(_) => "NodesChanged",
+        LocalResponse::Network(_) => "Network",
+        LocalResponse::Networks(_) => "Networks",
+        LocalResponse::NetworksRemoved(_) => "NetworksRemoved",
+        LocalResponse::Status(_) => "Status",
+    }
+}
+
+fn lines<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.map(|s| format!("{s}\n")).collect()
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Result<String, CliError> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    text.map(|s| s + "\n")
+        .map_err(|e| CliError::Output(std::io::Error::other(e)))
+}
+
+/// `--format json` of the listings: one line.
+fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
+    to_json(value, false)
+}
+
+/// The inspect commands: an indented JSON array, or one line with `--format json`.
+fn json_doc<T: Serialize + ?Sized>(value: &T, compact: bool) -> Result<String, CliError> {
+    to_json(value, !compact)
+}
+
+/// Aligned columns: every column as wide as its widest cell, two spaces between columns,
+/// no trailing spaces.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            let pad = w.saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_row(&mut headers.iter().copied());
+    for row in rows {
+        push_row(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The MANAGER STATUS column: Leader, Reachable or Unreachable for managers, empty for
+/// workers.
+fn manager_status(n: &NodeInfo) -> &'static str {
+    if n.role != "manager" {
+        ""
+    } else if n.leader {
+        "Leader"
+    } else if n.status == "ready" {
+        "Reachable"
+    } else {
+        "Unreachable"
+    }
+}
+
+/// `node ls` as a table.
+pub fn node_table(nodes: &[NodeInfo]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                if n.is_self {
+                    format!("{} *", n.id)
+                } else {
+                    n.id.clone()
+                },
+                n.hostname.clone(),
+                capitalize(&n.status),
+                n.role.clone(),
+                manager_status(n).to_string(),
+                n.advertise_addr.clone(),
+                n.data_path_addr.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "HOSTNAME",
+            "STATUS",
+            "ROLE",
+            "MANAGER STATUS",
+            "ADVERTISE ADDR",
+            "DATA PATH ADDR",
+        ],
+        &rows,
+    )
+}
+
+/// Network IDs in the table are shortened to this many characters, as Docker does.
+pub const SHORT_ID_LEN: usize = 12;
+
+/// `network ls` as a table.
+pub fn network_table(nets: &[NetworkInfo]) -> String {
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            vec![
+                n.id.chars().take(SHORT_ID_LEN).collect(),
+                n.name.clone(),
+                n.driver.clone(),
+                n.scope.clone(),
+                n.subnet.to_string(),
+                n.vni.to_string(),
+                n.encrypted.to_string(),
+                n.mtu.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NETWORK ID",
+            "NAME",
+            "DRIVER",
+            "SCOPE",
+            "SUBNET",
+            "VNI",
+            "ENCRYPTED",
+            "MTU",
+        ],
+        &rows,
+    )
+}
+
+/// `status` for humans: `Key: value` lines with aligned values; unknown values show as `-`.
+pub fn status_text(s: &StatusInfo) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let pairs: Vec<(&str, String)> = vec![
+        ("State", s.state.clone()),
+        ("Node ID", opt(&s.node_id)),
+        ("Hostname", s.hostname.clone()),
+        ("Role", opt(&s.role)),
+        ("Cluster ID", opt(&s.cluster_id)),
+        ("Leader ID", opt(&s.leader_id)),
+        ("Leader address", opt(&s.leader_addr)),
+        (
+            "Managers",
+            format!("{} ({} reachable)", s.managers, s.managers_reachable),
+        ),
+        ("Nodes", s.nodes.to_string()),
+        ("Networks", s.networks.to_string()),
+        ("Advertise address", opt(&s.advertise_addr)),
+        ("Data path address", opt(&s.data_path_addr)),
+        ("Applied index", s.applied_index.to_string()),
+    ];
+    let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    let mut out: String = pairs
+        .iter()
+        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+        .collect();
+    if s.state == "inactive" {
+        out.push_str(
+            "\nThis node is not in a cluster: run 'secnet init' to create one, or \
+             'secnet join' to join one.\n",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use secnet_model::Role;
+    use std::collections::BTreeMap;
+
+    fn node(id: &str, host: &str, role: &str, status: &str, leader: bool, me: bool) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: host.into(),
+            role: role.into(),
+            status: status.into(),
+            leader,
+            is_self: me,
+            advertise_addr: "192.0.2.11:2377".into(),
+            data_path_addr: "192.0.2.11".into(),
+            joined: "2024-05-01T10:00:00Z".into(),
+            cert_fingerprint: "ab12".into(),
+        }
+    }
+
+    fn network(id: &str, name: &str) -> NetworkInfo {
+        NetworkInfo {
+            id: id.into(),
+            name: name.into(),
+            driver: "overlay".into(),
+            scope: "swarm".into(),
+            subnet: "10.0.1.0/24".parse().unwrap(),
+            gateway: "10.0.1.1".parse().unwrap(),
+            vni: 4097,
+            encrypted: true,
+            mtu: 1390,
+            attachable: false,
+            labels: BTreeMap::from([("team".to_string(), "db".to_string())]),
+            created: "2024-05-01T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["A", "LONG HEADER", "C"],
+            &[
+                vec!["xxxx".into(), "y".into(), "z".into()],
+                vec!["x".into(), "".into(), "".into()],
+            ],
+        );
+        assert_eq!(t, "A     LONG HEADER  C\nxxxx  y            z\nx\n");
+    }
+
+    #[test]
+    fn node_table_marks_self_and_manager_status() {
+        let nodes = vec![
+            node("n1aaaa", "manager1", "manager", "ready", true, true),
+            node("n2bbbb", "manager2", "manager", "ready", false, false),
+            node("n3cccc", "manager3", "manager", "down", false, false),
+            node(
+                "n4dddd",
+                "worker-long-name",
+                "worker",
+                "ready",
+                false,
+                false,
+            ),
+        ];
+        let t = node_table(&nodes);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[0],
+            "ID        HOSTNAME          STATUS  ROLE     MANAGER STATUS  ADVERTISE ADDR   \
+             DATA PATH ADDR"
+        );
+        assert_eq!(
+            lines[1],
+            "n1aaaa *  manager1          Ready   manager  Leader          192.0.2.11:2377  \
+             192.0.2.11"
+        );
+        assert!(lines[2].starts_with("n2bbbb    manager2          Ready   manager  Reachable "));
+        assert!(lines[3].starts_with("n3cccc    manager3          Down    manager  Unreachable "));
+        assert!(lines[4]
+            .starts_with("n4dddd    worker-long-name  Ready   worker                   192"));
+        // Every column starts at the same offset on every line.
+        let col = lines[0].find("ADVERTISE ADDR").unwrap();
+        for l in &lines[1..] {
+            assert_eq!(l.find("192.0.2.11:2377"), Some(col), "{l}");
+        }
+        assert!(t.lines().all(|l| !l.ends_with(' ')));
+    }
+
+    #[test]
+    fn node_ls_quiet_and_json() {
+        let nodes = vec![
+            node("n1", "h1", "manager", "ready", true, true),
+            node("n2", "h2", "worker", "ready", false, false),
+        ];
+        let quiet = render(
+            &Render::NodeLs {
+                quiet: true,
+                format: ListFormat::Table,
+            },
+            LocalResponse::Nodes(nodes.clone()),
+        )
+        .unwrap();
+        assert_eq!(quiet, "n1\nn2\n");
+        let json = render(
+            &Render::NodeLs {
+                quiet: false,
+                format: ListFormat::Json,
+            },
+            LocalResponse::Nodes(nodes.clone()),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let arr = v.as_array().unwrap();
+        assert_eq!(arr.len(), 2);
+        let keys: Vec<&str> = arr[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for k in [
+            "id",
+            "hostname",
+            "role",
+            "status",
+            "leader",
+            "self",
+            "advertise_addr",
+            "data_path_addr",
+            "joined",
+            "cert_fingerprint",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+        assert_eq!(arr[0]["self"], true);
+        let back: Vec<NodeInfo> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, nodes);
+    }
+
+    #[test]
+    fn network_table_shortens_ids() {
+        let nets = vec![
+            network("0123456789abcdef0123", "backend"),
+            network("short", "a-much-longer-name"),
+        ];
+        let t = network_table(&nets);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NETWORK ID    NAME                DRIVER   SCOPE  SUBNET       VNI   ENCRYPTED  MTU"
+        );
+        assert_eq!(
+            lines[1],
+            "0123456789ab  backend             overlay  swarm  10.0.1.0/24  4097  true       1390"
+        );
+        assert!(lines[2].starts_with("short         a-much-longer-name  overlay"));
+    }
+
+    #[test]
+    fn network_json_has_documented_keys_and_full_ids() {
+        let nets = vec![network("0123456789abcdef0123", "backend")];
+        let json = render(
+            &Render::NetworkLs {
+                quiet: false,
+                format: ListFormat::Json,
+            },
+            LocalResponse::Networks(nets.clone()),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let obj = v.as_array().unwrap()[0].as_object().unwrap();
+        for k in [
+            "id",
+            "name",
+            "driver",
+            "scope",
+            "subnet",
+            "gateway",
+            "vni",
+            "encrypted",
+            "mtu",
+            "attachable",
+            "labels",
+            "created",
+        ] {
+            assert!(obj.contains_key(k), "missing {k}");
+        }
+        assert_eq!(obj["id"], "0123456789abcdef0123");
+        assert_eq!(obj["subnet"], "10.0.1.0/24");
+        let back: Vec<NetworkInfo> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, nets);
+        let quiet = render(
+            &Render::NetworkLs {
+                quiet: true,
+                format: ListFormat::Table,
+            },
+            LocalResponse::Networks(nets),
+        )
+        .unwrap();
+        assert_eq!(quiet, "0123456789abcdef0123\n");
+    }
+
+    #[test]
+    fn inspect_is_a_pretty_array_by_default() {
+        let nets = vec![network("abc", "backend")];
+        let pretty = render(
+            &Render::NetworkInspect { compact: false },
+            LocalResponse::Networks(nets.clone()),
+        )
+        .unwrap();
+        assert!(pretty.starts_with("[\n  {\n"), "{pretty}");
+        let compact = render(
+            &Render::NetworkInspect { compact: true },
+            LocalResponse::Network(nets[0].clone()),
+        )
+        .unwrap();
+        assert_eq!(compact.lines().count(), 1);
+        let a: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&compact).unwrap();
+        assert_eq!(a, b);
+        let nodes = render(
+            &Render::NodeInspect { compact: false },
+            LocalResponse::Nodes(vec![node("n1", "h", "worker", "ready", false, false)]),
+        )
+        .unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&nodes)
+            .unwrap()
+            .is_array());
+    }
+
+    #[test]
+    fn init_and_join_token_messages() {
+        let s = render(
+            &Render::Init,
+            LocalResponse::Initialized {
+                node_id: "abc123".into(),
+                cluster_id: "c1".into(),
+                join_command: "secnet join --token SNTKN-1-xyz 192.0.2.11:2377".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "Cluster initialized: current node (abc123) is now a manager.\n\
+             \n\
+             To add a worker to this cluster, run the following command:\n\
+             \n\
+             \x20   secnet join --token SNTKN-1-xyz 192.0.2.11:2377\n\
+             \n\
+             To add a manager to this cluster, run 'secnet join-token manager' and follow the \
+             instructions.\n"
+        );
+        let resp = || LocalResponse::JoinToken {
+            token: "SNTKN-1-m".into(),
+            command: "secnet join --token SNTKN-1-m 192.0.2.11:2377".into(),
+        };
+        let jt = |quiet, rotate| Render::JoinToken {
+            role: Role::Manager,
+            quiet,
+            rotate,
+        };
+        assert_eq!(
+            render(&jt(false, false), resp()).unwrap(),
+            "To add a manager to this cluster, run the following command:\n\n    \
+             secnet join --token SNTKN-1-m 192.0.2.11:2377\n"
+        );
+        assert_eq!(render(&jt(true, false), resp()).unwrap(), "SNTKN-1-m\n");
+        assert_eq!(render(&jt(true, true), resp()).unwrap(), "SNTKN-1-m\n");
+        assert!(render(&jt(false, true), resp())
+            .unwrap()
+            .starts_with("Successfully rotated manager join token.\n\nTo add a manager"));
+    }
+
+    #[test]
+    fn simple_messages() {
+        let joined = LocalResponse::Joined {
+            node_id: "n".into(),
+            role: "worker".into(),
+            cluster_id: "c".into(),
+        };
+        assert_eq!(
+            render(&Render::Join, joined).unwrap(),
+            "This node joined a cluster as a worker.\n"
+        );
+        assert_eq!(
+            render(&Render::Leave, LocalResponse::Left).unwrap(),
+            "Node left the cluster.\n"
+        );
+        assert_eq!(
+            render(
+                &Render::NetworkRm,
+                LocalResponse::NetworksRemoved(vec!["a".into(), "b".into()])
+            )
+            .unwrap(),
+            "a\nb\n"
+        );
+        assert_eq!(
+            render(
+                &Render::NetworkCreate,
+                LocalResponse::Network(network("abcdef", "n"))
+            )
+            .unwrap(),
+            "abcdef\n"
+        );
+        assert_eq!(
+            render(
+                &Render::NodePromote,
+                LocalResponse::NodesChanged(vec!["w1".into()])
+            )
+            .unwrap(),
+            "Node w1 promoted to a manager in the cluster.\n"
+        );
+        assert_eq!(
+            render(
+                &Render::NodeRm,
+                LocalResponse::NodesChanged(vec!["w1".into()])
+            )
+            .unwrap(),
+            "w1\n"
+        );
+    }
+
+    #[test]
+    fn wrong_response_is_an_internal_error() {
+        let err = render(&Render::NetworkCreate, LocalResponse::Left).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(err.to_string().contains("Left"), "{err}");
+    }
+
+    #[test]
+    fn status_text_aligns_and_marks_missing() {
+        let s = StatusInfo {
+            state: "inactive".into(),
+            node_id: None,
+            hostname: "box".into(),
+            role: None,
+            cluster_id: None,
+            leader_id: None,
+            leader_addr: None,
+            managers: 0,
+            managers_reachable: 0,
+            nodes: 0,
+            networks: 0,
+            advertise_addr: None,
+            data_path_addr: None,
+            applied_index: 0,
+        };
+        let t = status_text(&s);
+        assert!(
+            t.starts_with("State:             inactive\nNode ID:           -\n"),
+            "{t}"
+        );
+        assert!(t.contains("Managers:          0 (0 reachable)\n"), "{t}");
+        assert!(t.contains("secnet init"), "{t}");
+        let json = render(
+            &Render::Status {
+                format: ListFormat::Json,
+            },
+            LocalResponse::Status(s.clone()),
+        )
+        .unwrap();
+        let back: StatusInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}

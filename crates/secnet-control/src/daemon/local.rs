@@ -1,0 +1,697 @@
+//! The local API on the daemon's Unix socket (mode 0600: root only), one request per
+//! connection-frame, answered with a [`LocalResult`].
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use secnet_api::{
+    wire, ApiError, ErrorKind, InitRequest, JoinRequest, LocalRequest, LocalResponse, LocalResult,
+    StatusInfo,
+};
+use secnet_keys::pki::{self, ClusterCa, NodeKey, NODE_CERT_VALIDITY};
+use secnet_keys::secret::SecretBytes;
+use secnet_keys::token::{JoinToken, TOKEN_SECRET_LEN};
+use secnet_model::{
+    ClusterConfig, ClusterSecrets, Command, NetworkSpec, Node, NodeId, NodeStatus, Response, Role,
+};
+
+use super::addrs;
+use super::identity::{self, Identity};
+use super::views::{network_info, node_info};
+use super::{unix_now, Daemon, Member};
+use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
+
+/// Default `--key-rotation-interval`: Swarm's 12 hours.
+pub const DEFAULT_KEY_ROTATION_SECS: u64 = 12 * 3600;
+/// Default `--data-path-port`: VXLAN's IANA port.
+pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
+
+/// Serves the local API until the listener fails.
+pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let listener = UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    info!(socket = %socket.display(), "local API listening");
+    loop {
+        let (conn, _) = listener.accept().await?;
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_conn(daemon, conn).await {
+                debug!(error = %e, "local connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_conn(daemon: Arc<Daemon>, mut conn: UnixStream) -> anyhow::Result<()> {
+    while let Some(req) = wire::read_msg::<_, LocalRequest>(&mut conn).await? {
+        let name = request_name(&req);
+        let result = dispatch(&daemon, req).await;
+        if let Err(e) = &result {
+            info!(request = name, kind = ?e.kind, error = %e.message, "request refused");
+        }
+        wire::write_msg(&mut conn, &result).await?;
+    }
+    Ok(())
+}
+
+fn request_name(req: &LocalRequest) -> &'static str {
+    match req {
+        LocalRequest::Init(_) => "init",
+        LocalRequest::Join(_) => "join",
+        LocalRequest::JoinToken { .. } => "join-token",
+        LocalRequest::Leave { .. } => "leave",
+        LocalRequest::NodeLs => "node ls",
+        LocalRequest::NodeInspect { .. } => "node inspect",
+        LocalRequest::NodePromote { .. } => "node promote",
+        LocalRequest::NodeDemote { .. } => "node demote",
+        LocalRequest::NodeRm { .. } => "node rm",
+        LocalRequest::NetworkCreate(_) => "network create",
+        LocalRequest::NetworkLs => "network ls",
+        LocalRequest::NetworkInspect { .. } => "network inspect",
+        LocalRequest::NetworkRm { .. } => "network rm",
+        LocalRequest::Status => "status",
+    }
+}
+
+async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
+    match req {
+        LocalRequest::Init(r) => init(daemon, r).await,
+        LocalRequest::Join(r) => join(daemon, r).await,
+        LocalRequest::Status => status(daemon).await,
+        LocalRequest::Leave { force } => leave(daemon, force).await,
+        other => {
+            let m = daemon.member_or_err().await?;
+            match other {
+                LocalRequest::JoinToken { role, rotate } => join_token(&m, role, rotate).await,
+                LocalRequest::NodeLs => {
+                    let v = m.view();
+                    let mut nodes: Vec<_> = v
+                        .state
+                        .nodes
+                        .values()
+                        .map(|n| node_info(n, v.leader, m.id.node_id))
+                        .collect();
+                    nodes.sort_by(|a, b| (&a.hostname, &a.id).cmp(&(&b.hostname, &b.id)));
+                    Ok(LocalResponse::Nodes(nodes))
+                }
+                LocalRequest::NodeInspect { nodes } => {
+                    let v = m.view();
+                    let out = nodes
+                        .iter()
+                        .map(|k| {
+                            v.state
+                                .find_node(k)
+                                .map(|n| node_info(n, v.leader, m.id.node_id))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(LocalResponse::Nodes(out))
+                }
+                LocalRequest::NodePromote { nodes } => set_roles(&m, &nodes, Role::Manager).await,
+                LocalRequest::NodeDemote { nodes } => set_roles(&m, &nodes, Role::Worker).await,
+                LocalRequest::NodeRm { nodes, force } => node_rm(&m, &nodes, force).await,
+                LocalRequest::NetworkCreate(spec) => network_create(&m, spec).await,
+                LocalRequest::NetworkLs => {
+                    let v = m.view();
+                    let mut nets: Vec<_> = v
+                        .state
+                        .networks
+                        .values()
+                        .map(|n| network_info(n, m.id.data_path_addr))
+                        .collect();
+                    nets.sort_by(|a, b| a.name.cmp(&b.name));
+                    Ok(LocalResponse::Networks(nets))
+                }
+                LocalRequest::NetworkInspect { networks } => {
+                    let v = m.view();
+                    let out = networks
+                        .iter()
+                        .map(|k| {
+                            v.state
+                                .find_network(k)
+                                .map(|n| network_info(n, m.id.data_path_addr))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(LocalResponse::Networks(out))
+                }
+                LocalRequest::NetworkRm { networks } => network_rm(&m, &networks).await,
+                LocalRequest::Init(_)
+                | LocalRequest::Join(_)
+                | LocalRequest::Status
+                | LocalRequest::Leave { .. } => Err(ApiError::internal("unreachable")),
+            }
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+fn random_secret() -> SecretBytes {
+    SecretBytes::random(TOKEN_SECRET_LEN, &mut rand::rngs::OsRng)
+}
+
+fn token_string(ca_der: &[u8], secret: &SecretBytes) -> String {
+    let token = JoinToken {
+        ca_digest: pki::ca_digest(ca_der),
+        secret: secret.clone(),
+    };
+    token.to_string_secret().to_string()
+}
+
+async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
+    let _guard = daemon.ops.lock().await;
+    if r.force_new_cluster {
+        return force_new_cluster(daemon).await;
+    }
+    if daemon.member().await.is_some() {
+        return Err(ApiError::invalid(
+            "this node is already part of a cluster: use `secnet leave --force` first, or `secnet init --force-new-cluster` to recover a cluster that lost quorum",
+        ));
+    }
+    let pools = secnet_ipam::PoolConfig::new(
+        r.default_addr_pools.clone(),
+        r.default_addr_pool_mask_length.unwrap_or(0),
+    )
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let data_path_port = r.data_path_port.unwrap_or(DEFAULT_DATA_PATH_PORT);
+    if !(1024..=49151).contains(&data_path_port) {
+        return Err(ApiError::invalid(format!(
+            "--data-path-port {data_path_port}: accepted range is 1024 to 49151"
+        )));
+    }
+    let rotation = r
+        .key_rotation_interval_secs
+        .unwrap_or(DEFAULT_KEY_ROTATION_SECS);
+    if rotation < 10 {
+        return Err(ApiError::invalid(format!(
+            "--key-rotation-interval {rotation}s: the shortest accepted interval is 10s"
+        )));
+    }
+    let addrs = addrs::resolve_all(
+        r.advertise_addr.as_deref(),
+        r.listen_addr.as_deref(),
+        r.data_path_addr.as_deref(),
+    )?;
+
+    let mut rng = rand::rngs::OsRng;
+    let cluster_id = secnet_model::ids::network_id_from_bytes(rng.gen());
+    let node_id = NodeId(rng.gen::<u64>().max(1));
+    let ca = ClusterCa::generate(&cluster_id).map_err(internal)?;
+    let key = NodeKey::generate().map_err(internal)?;
+    let csr = key.csr_der(node_id.0).map_err(internal)?;
+    let cert_der = ca
+        .sign_node(
+            &csr,
+            node_id.0,
+            pki::Role::Manager,
+            &cluster_id,
+            NODE_CERT_VALIDITY,
+            std::time::SystemTime::now(),
+        )
+        .map_err(internal)?;
+    let id = Identity {
+        node_id,
+        cluster_id: cluster_id.clone(),
+        hostname: daemon.cfg.hostname.clone(),
+        listen_addr: addrs.listen,
+        advertise_addr: addrs.advertise,
+        data_path_addr: addrs.data_path,
+        ca_der: ca.cert_der.clone(),
+        cert_der: cert_der.clone(),
+        bootstrap_managers: Vec::new(),
+        role: Role::Manager,
+    };
+    let secrets = ClusterSecrets {
+        ca_key: ca.key_pkcs8.clone(),
+        worker_token: random_secret(),
+        manager_token: random_secret(),
+    };
+    let worker_token = token_string(&ca.cert_der, &secrets.worker_token);
+    let now = unix_now();
+    let node = Node {
+        id: node_id,
+        hostname: daemon.cfg.hostname.clone(),
+        role: Role::Manager,
+        status: NodeStatus::Ready,
+        advertise_addr: addrs.advertise,
+        data_path_addr: addrs.data_path,
+        cert_fingerprint: pki::cert_fingerprint(&cert_der),
+        underlay: addrs::underlay_prefixes(),
+        joined_at: now,
+    };
+    let cmd = Command::Bootstrap {
+        config: ClusterConfig {
+            cluster_id: cluster_id.clone(),
+            pools,
+            data_path_port,
+            key_rotation_interval_secs: rotation,
+            created_at: now,
+        },
+        ca_cert_der: ca.cert_der.clone(),
+        secrets,
+        node,
+    };
+
+    let member = Member::start(daemon, id.clone(), key, true)
+        .await
+        .map_err(|e| ApiError::invalid(format!("cannot start the manager: {e:#}")))?;
+    let result = async {
+        wait_leader(&member, Duration::from_secs(10)).await?;
+        member.write(cmd).await
+    }
+    .await;
+    if let Err(e) = result {
+        member.stop().await;
+        let _ = identity::wipe(&daemon.paths);
+        return Err(e);
+    }
+    // The identity is written last: a crash before this line leaves a node that is not in a
+    // cluster, and its partial Raft data is discarded at the next start.
+    identity::save(&daemon.paths, &daemon.kek, &id, member.key_secret()).map_err(internal)?;
+    daemon.set_member(Some(member)).await;
+    info!(node = %node_id, cluster = %cluster_id, "cluster initialized");
+    Ok(LocalResponse::Initialized {
+        node_id: node_id.to_string(),
+        cluster_id,
+        join_command: format!("secnet join --token {worker_token} {}", addrs.advertise),
+    })
+}
+
+async fn wait_leader(member: &Member, timeout: Duration) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let super::Runtime::Manager(rt) = &member.rt {
+            if rt.is_leader() {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError::unavailable(
+                "this manager did not become leader of its new cluster in time",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `init --force-new-cluster`: a manager that lost its quorum restarts the cluster alone from
+/// its own copy of the state. The other managers are removed (their logs diverged; they join
+/// again); workers stay.
+async fn force_new_cluster(daemon: &Arc<Daemon>) -> LocalResult {
+    let member = daemon.member().await.ok_or_else(|| {
+        ApiError::invalid("--force-new-cluster needs a node that was a manager of a cluster")
+    })?;
+    if member.role() != Role::Manager {
+        return Err(ApiError::invalid(
+            "--force-new-cluster must run on a manager: this node is a worker",
+        ));
+    }
+    let mut state = (*member.view().state).clone();
+    if !state.is_initialized() {
+        return Err(ApiError::invalid(
+            "this manager holds no cluster state to recover from",
+        ));
+    }
+    let me = member.id.node_id;
+    let others: Vec<NodeId> = state
+        .managers()
+        .map(|n| n.id)
+        .filter(|id| *id != me)
+        .collect();
+    for id in &others {
+        state.nodes.remove(id);
+        state.removed_nodes.insert(*id);
+    }
+    let id = member.id.clone();
+    let key = member.key.clone();
+    daemon.set_member(None).await;
+    std::fs::remove_file(daemon.paths.raft_db()).map_err(internal)?;
+    let member = Member::start(daemon, id.clone(), key, true)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot restart the manager: {e:#}")))?;
+    wait_leader(&member, Duration::from_secs(10)).await?;
+    member
+        .write(Command::Restore {
+            state: Box::new(state),
+        })
+        .await?;
+    daemon.set_member(Some(member.clone())).await;
+    warn!(
+        removed = others.len(),
+        "started a new cluster from this manager's state"
+    );
+    let worker = member
+        .view()
+        .state
+        .secrets
+        .as_ref()
+        .map(|s| token_string(&id.ca_der, &s.worker_token))
+        .unwrap_or_default();
+    Ok(LocalResponse::Initialized {
+        node_id: me.to_string(),
+        cluster_id: id.cluster_id,
+        join_command: format!("secnet join --token {worker} {}", id.advertise_addr),
+    })
+}
+
+async fn join(daemon: &Arc<Daemon>, r: JoinRequest) -> LocalResult {
+    let _guard = daemon.ops.lock().await;
+    if daemon.member().await.is_some() {
+        return Err(ApiError::invalid(
+            "this node is already part of a cluster: run `secnet leave` first to join another",
+        ));
+    }
+    let token: JoinToken = r
+        .token
+        .parse()
+        .map_err(|e: secnet_keys::token::TokenError| ApiError::invalid(e.to_string()))?;
+    let remote = tokio::net::lookup_host(&r.remote)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "invalid manager address {:?}: expected HOST:PORT, e.g. 192.0.2.10:2377",
+                r.remote
+            ))
+        })?;
+    let addrs = addrs::resolve_all(
+        r.advertise_addr.as_deref(),
+        r.listen_addr.as_deref(),
+        r.data_path_addr.as_deref(),
+    )?;
+    let key = NodeKey::generate().map_err(internal)?;
+    let csr = key.csr_der(0).map_err(internal)?;
+    let (tls, capture) = pki::join_client_config(token.ca_digest).map_err(internal)?;
+    let mut conn = connect_tls(remote, tls).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("does not match") || text.contains("digest") {
+            ApiError::new(ErrorKind::Denied, format!("{text}: the token belongs to another cluster, or something impersonates the manager"))
+        } else {
+            ApiError::unavailable(text)
+        }
+    })?;
+    let req = PeerRequest::Join(JoinPeerRequest {
+        secret: token.secret.clone(),
+        csr_der: csr,
+        hostname: daemon.cfg.hostname.clone(),
+        advertise_addr: addrs.advertise,
+        data_path_addr: addrs.data_path,
+        underlay: addrs::underlay_prefixes(),
+    });
+    wire::write_msg(&mut conn, &req)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), wire::read_msg(&mut conn))
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(format!(
+                "the manager at {remote} did not answer within 30 s"
+            ))
+        })?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let resp = match resp {
+        Some(PeerResponse::Join(r)) => r?,
+        Some(PeerResponse::Denied(reason)) => return Err(ApiError::new(ErrorKind::Denied, reason)),
+        other => {
+            return Err(ApiError::internal(format!(
+                "unexpected answer to join: {other:?}"
+            )))
+        }
+    };
+    let ca_der = capture
+        .take()
+        .ok_or_else(|| ApiError::internal("the TLS handshake did not pin the cluster CA"))?;
+    if ca_der != resp.ca_der {
+        return Err(ApiError::new(
+            ErrorKind::Denied,
+            "the manager sent a CA certificate different from the one its TLS chain proved",
+        ));
+    }
+    let id = Identity {
+        node_id: resp.node_id,
+        cluster_id: resp.cluster_id.clone(),
+        hostname: daemon.cfg.hostname.clone(),
+        listen_addr: addrs.listen,
+        advertise_addr: addrs.advertise,
+        data_path_addr: addrs.data_path,
+        ca_der,
+        cert_der: resp.cert_der,
+        bootstrap_managers: resp.managers,
+        role: resp.role,
+    };
+    identity::save(&daemon.paths, &daemon.kek, &id, &key.key_pkcs8).map_err(internal)?;
+    let member = Member::start(daemon, id.clone(), key, false)
+        .await
+        .map_err(|e| ApiError::internal(format!("joined, but cannot start: {e:#}")))?;
+    daemon.set_member(Some(member.clone())).await;
+    if resp.role == Role::Manager {
+        // The new manager becomes a voter once it caught up with the log.
+        let p = Proposal::AddVoter {
+            id: id.node_id,
+            addr: id.advertise_addr,
+        };
+        member.propose(p, 0).await?;
+    }
+    info!(node = %id.node_id, role = %resp.role, "joined the cluster");
+    Ok(LocalResponse::Joined {
+        node_id: id.node_id.to_string(),
+        role: resp.role.as_str().to_string(),
+        cluster_id: resp.cluster_id,
+    })
+}
+
+async fn join_token(m: &Member, role: Role, rotate: bool) -> LocalResult {
+    if m.role() != Role::Manager {
+        return Err(ApiError::invalid(
+            "this node is not a manager: join tokens are only available on managers",
+        ));
+    }
+    let secret = if rotate {
+        let secret = random_secret();
+        m.write(Command::RotateToken {
+            role,
+            secret: secret.clone(),
+        })
+        .await?;
+        secret
+    } else {
+        let view = m.view();
+        let s = view.state.secrets.as_ref().ok_or_else(|| {
+            ApiError::unavailable("this manager has not caught up with the cluster state yet")
+        })?;
+        match role {
+            Role::Worker => s.worker_token.clone(),
+            Role::Manager => s.manager_token.clone(),
+        }
+    };
+    let token = token_string(&m.id.ca_der, &secret);
+    let addr = m
+        .me()
+        .map(|n| n.advertise_addr)
+        .unwrap_or(m.id.advertise_addr);
+    Ok(LocalResponse::JoinToken {
+        command: format!("secnet join --token {token} {addr}"),
+        token,
+    })
+}
+
+async fn leave(daemon: &Arc<Daemon>, force: bool) -> LocalResult {
+    let _guard = daemon.ops.lock().await;
+    let m = daemon.member_or_err().await?;
+    let me = m.id.node_id;
+    if m.role() == Role::Manager && !force {
+        return Err(ApiError::invalid(
+            "this node is a manager: leaving reduces the managers' fault tolerance. Demote it first with `secnet node demote`, or use `secnet leave --force` to leave anyway",
+        ));
+    }
+    let others = m.view().state.managers().filter(|n| n.id != me).count();
+    if others > 0 {
+        if m.role() == Role::Manager {
+            if let Err(e) = m.propose(Proposal::RemoveVoter { id: me }, 0).await {
+                warn!(error = %e, "cannot leave the Raft voters cleanly");
+            }
+        }
+        // Removing ourselves revokes our certificate everywhere.
+        match m.write(Command::RemoveNode { id: me }).await {
+            Ok(_) => {}
+            Err(e) if force => {
+                warn!(error = %e, "cannot remove this node from the cluster; leaving anyway")
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                "cannot tell the cluster that this node leaves ({}); use --force to leave anyway",
+                e.message
+            )))
+            }
+        }
+    }
+    daemon.set_member(None).await;
+    identity::wipe(&daemon.paths).map_err(internal)?;
+    info!("left the cluster");
+    Ok(LocalResponse::Left)
+}
+
+async fn set_roles(m: &Member, keys: &[String], role: Role) -> LocalResult {
+    let mut changed = Vec::new();
+    for key in keys {
+        let node = m.view().state.find_node(key)?.clone();
+        if node.role == role {
+            changed.push(node.id.to_string());
+            continue;
+        }
+        m.write(Command::SetRole { id: node.id, role }).await?;
+        if role == Role::Worker {
+            m.propose(Proposal::RemoveVoter { id: node.id }, 0).await?;
+        }
+        changed.push(node.id.to_string());
+    }
+    Ok(LocalResponse::NodesChanged(changed))
+}
+
+async fn node_rm(m: &Member, keys: &[String], force: bool) -> LocalResult {
+    let mut removed = Vec::new();
+    for key in keys {
+        let node = m.view().state.find_node(key)?.clone();
+        if node.role == Role::Manager {
+            return Err(ApiError::invalid(format!(
+                "node {} ({}) is a manager: demote it with `secnet node demote` before removing it",
+                node.id, node.hostname
+            )));
+        }
+        if node.status != NodeStatus::Down && !force {
+            return Err(ApiError::invalid(format!(
+                "node {} ({}) is not down and can't be removed; stop it first or use --force",
+                node.id, node.hostname
+            )));
+        }
+        m.write(Command::RemoveNode { id: node.id }).await?;
+        removed.push(node.id.to_string());
+    }
+    Ok(LocalResponse::NodesChanged(removed))
+}
+
+async fn network_create(m: &Member, spec: NetworkSpec) -> LocalResult {
+    // Check what can be checked here first, so a bad request fails the same way whether or
+    // not the cluster can take writes right now.
+    secnet_model::validate_network_name(&spec.name)?;
+    if let Some(mtu) = spec.mtu {
+        secnet_model::validate_mtu(mtu)?;
+    }
+    if m.view()
+        .state
+        .networks
+        .values()
+        .any(|n| n.name == spec.name)
+    {
+        return Err(secnet_model::ModelError::DuplicateNetworkName(spec.name).into());
+    }
+    let id = secnet_model::ids::network_id_from_bytes(rand::rngs::OsRng.gen());
+    let cmd = Command::CreateNetwork {
+        id,
+        spec,
+        created_at: unix_now(),
+    };
+    match m.write(cmd).await? {
+        Response::Network(n) => Ok(LocalResponse::Network(network_info(
+            &n,
+            m.id.data_path_addr,
+        ))),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn network_rm(m: &Member, names: &[String]) -> LocalResult {
+    let mut removed = Vec::new();
+    // Resolve every name first: `rm a b` with a bad `b` removes nothing.
+    let ids = names
+        .iter()
+        .map(|n| {
+            m.view()
+                .state
+                .find_network(n)
+                .map(|n| (n.id.clone(), n.name.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, name) in ids {
+        m.write(Command::RemoveNetwork { name_or_id: id }).await?;
+        removed.push(name);
+    }
+    Ok(LocalResponse::NetworksRemoved(removed))
+}
+
+async fn status(daemon: &Arc<Daemon>) -> LocalResult {
+    let Some(m) = daemon.member().await else {
+        return Ok(LocalResponse::Status(StatusInfo {
+            state: "inactive".into(),
+            node_id: None,
+            hostname: daemon.cfg.hostname.clone(),
+            role: None,
+            cluster_id: None,
+            leader_id: None,
+            leader_addr: None,
+            managers: 0,
+            managers_reachable: 0,
+            nodes: 0,
+            networks: 0,
+            advertise_addr: None,
+            data_path_addr: None,
+            applied_index: 0,
+        }));
+    };
+    let v = m.view();
+    let managers: Vec<_> = v.state.managers().cloned().collect();
+    let mut reachable = 0;
+    let probes = managers.iter().map(|n| {
+        let m = m.clone();
+        let addr = n.advertise_addr;
+        let is_me = n.id == m.id.node_id;
+        async move {
+            if is_me {
+                return true;
+            }
+            matches!(
+                m.call(addr, &PeerRequest::Ping, Duration::from_secs(1))
+                    .await,
+                Ok(PeerResponse::Pong { .. })
+            )
+        }
+    });
+    for ok in futures::future::join_all(probes).await {
+        if ok {
+            reachable += 1;
+        }
+    }
+    let leader = v.leader.and_then(|l| v.state.nodes.get(&l));
+    Ok(LocalResponse::Status(StatusInfo {
+        state: "active".into(),
+        node_id: Some(m.id.node_id.to_string()),
+        hostname: m.id.hostname.clone(),
+        role: Some(m.role().as_str().to_string()),
+        cluster_id: Some(m.id.cluster_id.clone()),
+        leader_id: leader.map(|n| n.id.to_string()),
+        leader_addr: leader.map(|n| n.advertise_addr.to_string()),
+        managers: managers.len(),
+        managers_reachable: reachable,
+        nodes: v.state.nodes.len(),
+        networks: v.state.networks.len(),
+        advertise_addr: Some(m.id.advertise_addr.to_string()),
+        data_path_addr: Some(m.id.data_path_addr.to_string()),
+        applied_index: v.applied_index,
+    }))
+}

@@ -1,0 +1,314 @@
+//! A manager's runtime: the Raft node, the mTLS control server, and the leader's duties
+//! (node liveness, admitting voters).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, ServerState};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use secnet_api::ApiError;
+use secnet_model::{Command, NodeId, NodeStatus, Response, Role};
+
+use super::identity::Identity;
+use super::{Daemon, Member, View, NODE_DOWN_AFTER, WRITE_TIMEOUT};
+use crate::peer::Proposal;
+use crate::raft::store::{RedbStore, StateView};
+use crate::raft::Raft;
+use crate::raft_net::RaftNetworkFactoryImpl;
+
+/// Raft heartbeat period.
+const RAFT_HEARTBEAT_MS: u64 = 250;
+
+pub(crate) struct ManagerRt {
+    pub(crate) raft: Raft,
+    state_rx: watch::Receiver<Arc<StateView>>,
+    node_id: NodeId,
+    /// Last heartbeat per node, kept by whichever manager hears it; only the leader acts.
+    liveness: Mutex<HashMap<NodeId, Instant>>,
+}
+
+/// Election timeouts: each manager gets its own window, derived from its id, because
+/// openraft 0.9 draws the timeout once per process and two survivors with equal draws can
+/// split votes forever.
+fn election_window(id: NodeId) -> (u64, u64) {
+    let slot = (id.0 % 8) * 150;
+    let min = 1000 + slot;
+    (min, min + 140)
+}
+
+impl ManagerRt {
+    pub(crate) async fn start(
+        daemon: &Arc<Daemon>,
+        id: &Identity,
+        client_tls: Arc<rustls::ClientConfig>,
+        bootstrap: bool,
+    ) -> anyhow::Result<ManagerRt> {
+        let (log, sm) = RedbStore::open(&daemon.paths.raft_db(), daemon.kek.clone())?;
+        let state_rx = sm.subscribe();
+        let (min, max) = election_window(id.node_id);
+        let config = Config {
+            cluster_name: id.cluster_id.clone(),
+            heartbeat_interval: RAFT_HEARTBEAT_MS,
+            election_timeout_min: min,
+            election_timeout_max: max,
+            // Snapshot every 10000 entries, like Swarm, so the log stays bounded.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            id.node_id.0,
+            Arc::new(config),
+            RaftNetworkFactoryImpl::new(client_tls),
+            log,
+            sm,
+        )
+        .await?;
+        if bootstrap {
+            let mut members = BTreeMap::new();
+            members.insert(id.node_id.0, BasicNode::new(id.advertise_addr.to_string()));
+            raft.initialize(members).await?;
+        }
+        Ok(ManagerRt {
+            raft,
+            state_rx,
+            node_id: id.node_id,
+            liveness: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    pub(crate) fn view(&self) -> View {
+        let sv = self.state_rx.borrow().clone();
+        View {
+            applied_index: sv.applied_index,
+            leader: self.raft.metrics().borrow().current_leader.map(NodeId),
+            state: Arc::new(sv.state.clone()),
+        }
+    }
+
+    pub(crate) fn state_rx(&self) -> watch::Receiver<Arc<StateView>> {
+        self.state_rx.clone()
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id.0)
+    }
+
+    /// Whether a quorum acknowledged this leader recently. openraft 0.9 keeps a leader that
+    /// lost its quorum in place; we refuse writes at once instead of letting them hang.
+    fn has_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        match m.millis_since_quorum_ack {
+            Some(ms) => ms < 3 * RAFT_HEARTBEAT_MS + 500,
+            None => false,
+        }
+    }
+
+    pub(crate) fn record_heartbeat(&self, id: NodeId, at: Instant) {
+        if let Ok(mut l) = self.liveness.lock() {
+            l.insert(id, at);
+        }
+    }
+
+    fn voters(&self) -> BTreeSet<u64> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    fn quorum_error(&self) -> ApiError {
+        let voters = self.voters().len();
+        ApiError::unavailable(format!(
+            "the cluster has lost quorum: this leader has not heard from a majority of the {voters} managers; writes are refused until a majority is back (or run `secnet init --force-new-cluster` on a surviving manager)"
+        ))
+    }
+
+    /// Runs a proposal on this node, which must be the leader.
+    pub(crate) async fn execute(&self, proposal: Proposal) -> Result<Response, ApiError> {
+        if !self.has_quorum() {
+            return Err(self.quorum_error());
+        }
+        match proposal {
+            Proposal::Command(cmd) => {
+                let fut = self.raft.client_write(cmd);
+                match tokio::time::timeout(WRITE_TIMEOUT, fut).await {
+                    Err(_) => Err(self.quorum_error()),
+                    Ok(Ok(resp)) => resp.data.map_err(ApiError::from),
+                    Ok(Err(e)) => Err(raft_write_error(e)),
+                }
+            }
+            Proposal::AddVoter { id, addr } => {
+                let voters = self.voters();
+                if voters.contains(&id.0) {
+                    return Ok(Response::Done);
+                }
+                let node = BasicNode::new(addr.to_string());
+                let add = self.raft.add_learner(id.0, node, true);
+                match tokio::time::timeout(Duration::from_secs(20), add).await {
+                    Err(_) => {
+                        return Err(ApiError::unavailable(format!(
+                            "manager {id} at {addr} did not catch up with the log within 20 s"
+                        )))
+                    }
+                    Ok(Err(e)) => return Err(raft_write_error(e)),
+                    Ok(Ok(_)) => {}
+                }
+                let mut new_voters = self.voters();
+                new_voters.insert(id.0);
+                self.change_voters(new_voters).await?;
+                info!(node = %id, "added to the Raft voters");
+                Ok(Response::Done)
+            }
+            Proposal::RemoveVoter { id } => {
+                let mut voters = self.voters();
+                if !voters.remove(&id.0) {
+                    return Ok(Response::Done);
+                }
+                if voters.is_empty() {
+                    return Err(ApiError::invalid(format!(
+                        "node {id} is the last manager: promote another node first"
+                    )));
+                }
+                self.change_voters(voters).await?;
+                info!(node = %id, "removed from the Raft voters");
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    async fn change_voters(&self, voters: BTreeSet<u64>) -> Result<(), ApiError> {
+        let fut = self.raft.change_membership(voters, false);
+        match tokio::time::timeout(Duration::from_secs(15), fut).await {
+            Err(_) => Err(self.quorum_error()),
+            Ok(Err(e)) => Err(raft_write_error(e)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// The leader's liveness bookkeeping: marks nodes down after [`NODE_DOWN_AFTER`] of
+    /// silence and ready again when they speak. Returns the status changes to propose.
+    fn liveness_changes(&self, became_leader: Instant) -> Vec<(NodeId, NodeStatus)> {
+        let now = Instant::now();
+        let view = self.state_rx.borrow().clone();
+        let Ok(seen) = self.liveness.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for node in view.state.nodes.values() {
+            let alive = node.id == self.node_id
+                || seen
+                    .get(&node.id)
+                    .is_some_and(|t| now.duration_since(*t) < NODE_DOWN_AFTER);
+            let grace = now.duration_since(became_leader) < NODE_DOWN_AFTER;
+            match (node.status, alive) {
+                (NodeStatus::Down, true) => out.push((node.id, NodeStatus::Ready)),
+                (NodeStatus::Ready, false) if !grace => out.push((node.id, NodeStatus::Down)),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn raft_write_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> ApiError {
+    match e {
+        RaftError::APIError(e) => {
+            ApiError::unavailable(format!("cannot write to the cluster: {e}"))
+        }
+        RaftError::Fatal(e) => ApiError::internal(format!("the Raft node stopped: {e}")),
+    }
+}
+
+#[allow(dead_code)]
+fn is_forward(e: &ClientWriteError<u64, BasicNode>) -> bool {
+    matches!(e, ClientWriteError::ForwardToLeader(_))
+}
+
+/// Starts the control server and the background duties of a manager.
+pub(crate) async fn spawn_tasks(daemon: &Arc<Daemon>, member: &Arc<Member>) -> anyhow::Result<()> {
+    let listener = super::server::bind(member).await?;
+    member.spawn(super::server::serve(Arc::downgrade(member), listener));
+    member.spawn(leader_duties(Arc::downgrade(member)));
+    member.spawn(ensure_voter(Arc::downgrade(member)));
+    let _ = daemon;
+    Ok(())
+}
+
+/// The leader's periodic work.
+async fn leader_duties(member: std::sync::Weak<Member>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut leader_since: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let Some(m) = member.upgrade() else { return };
+        let super::Runtime::Manager(rt) = &m.rt else {
+            return;
+        };
+        if !rt.is_leader() {
+            leader_since = None;
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(Instant::now);
+        for (id, status) in rt.liveness_changes(since) {
+            info!(node = %id, status = status.as_str(), "node status changed");
+            if let Err(e) = rt
+                .execute(Proposal::Command(Command::SetStatus { id, status }))
+                .await
+            {
+                warn!(node = %id, error = %e, "cannot record node status");
+            }
+        }
+    }
+}
+
+/// A manager that is not yet a Raft voter (just joined, promoted, or restarted after the
+/// leader lost track of it) asks the leader to add it.
+async fn ensure_voter(member: std::sync::Weak<Member>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(m) = member.upgrade() else { return };
+        let super::Runtime::Manager(rt) = &m.rt else {
+            return;
+        };
+        if rt.voters().contains(&m.id.node_id.0) {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            continue;
+        }
+        // Only ask once this node is known as a manager in the state, or is fresh from a
+        // join (no state yet), so a demoted node does not re-add itself.
+        let view = m.view();
+        let role_ok = match view.state.nodes.get(&m.id.node_id) {
+            Some(n) => n.role == Role::Manager,
+            None => !view.state.is_initialized(),
+        };
+        if !role_ok {
+            continue;
+        }
+        let proposal = Proposal::AddVoter {
+            id: m.id.node_id,
+            addr: m.id.advertise_addr,
+        };
+        match m.propose(proposal, 0).await {
+            Ok(_) => tracing::debug!("asked to become a Raft voter"),
+            Err(e) => warn!(error = %e, "cannot become a Raft voter yet"),
+        }
+    }
+}

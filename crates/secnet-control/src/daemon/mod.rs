@@ -1,0 +1,518 @@
+//! The daemon: one node's membership in a cluster, as a manager (a Raft voter serving the
+//! control API) or a worker (watching the state from a manager), plus the local API the CLI
+//! uses. `secnetd` is a thin shell around [`Daemon`].
+
+pub mod addrs;
+pub mod identity;
+mod local;
+mod manager;
+mod server;
+mod views;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, RwLock};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use secnet_api::{ApiError, ErrorKind};
+use secnet_keys::pki::{self, NodeKey};
+use secnet_keys::seal::Kek;
+use secnet_keys::secret::SecretBytes;
+use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
+
+use crate::peer::{PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
+use identity::{Identity, StatePaths};
+
+pub use local::serve_local;
+
+/// How long a write may wait for the cluster to commit it before we report lost quorum.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often nodes tell the leader they are alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Silence after which the leader marks a node down.
+pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(5);
+
+/// How a daemon is started.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub hostname: String,
+}
+
+/// One node's daemon.
+pub struct Daemon {
+    pub(crate) cfg: DaemonConfig,
+    pub(crate) paths: StatePaths,
+    pub(crate) kek: Arc<Kek>,
+    member: RwLock<Option<Arc<Member>>>,
+    /// Serializes init, join, leave and role switches.
+    pub(crate) ops: Mutex<()>,
+}
+
+/// This node's membership while it runs.
+pub struct Member {
+    pub(crate) id: Identity,
+    pub(crate) key: NodeKey,
+    pub(crate) client_tls: Arc<rustls::ClientConfig>,
+    pub(crate) rt: Runtime,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Clients to other managers, by address, reused across calls.
+    peers: Mutex<HashMap<SocketAddr, Arc<Mutex<PeerClient>>>>,
+}
+
+/// The role-specific part of a running member.
+pub(crate) enum Runtime {
+    Manager(manager::ManagerRt),
+    Worker(worker::WorkerRt),
+}
+
+/// A consistent read of what this node knows.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub applied_index: u64,
+    pub leader: Option<NodeId>,
+    pub state: Arc<ClusterState>,
+}
+
+impl Daemon {
+    /// Opens the state directory and resumes the membership found there.
+    pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
+        secnet_keys::seal::ensure_private_dir(&cfg.state_dir)?;
+        let paths = StatePaths::new(&cfg.state_dir);
+        let kek = Arc::new(Kek::load_or_create(&paths.kek())?);
+        let daemon = Arc::new(Daemon {
+            paths: paths.clone(),
+            kek: kek.clone(),
+            cfg,
+            member: RwLock::new(None),
+            ops: Mutex::new(()),
+        });
+        match identity::load(&paths, &kek)? {
+            Some((id, key)) => {
+                info!(node = %id.node_id, role = %id.role, cluster = %id.cluster_id, "resuming membership");
+                let member = Member::start(&daemon, id, NodeKey::from_pkcs8(key)?, false).await?;
+                *daemon.member.write().await = Some(member);
+            }
+            None => {
+                // Raft data without an identity is what an `init` that crashed half-way
+                // leaves behind: the identity is written last, so discard the rest.
+                if paths.raft_db().exists() {
+                    warn!("discarding Raft data of an unfinished init or join");
+                    identity::wipe(&paths)?;
+                }
+                info!("not in a cluster yet: waiting for `secnet init` or `secnet join`");
+            }
+        }
+        daemon.spawn_role_watcher();
+        Ok(daemon)
+    }
+
+    /// The running membership, if any.
+    pub async fn member(&self) -> Option<Arc<Member>> {
+        self.member.read().await.clone()
+    }
+
+    pub(crate) async fn member_or_err(&self) -> Result<Arc<Member>, ApiError> {
+        self.member().await.ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Invalid,
+                "this node is not part of a cluster: run `secnet init` or `secnet join` first",
+            )
+        })
+    }
+
+    pub(crate) async fn set_member(&self, m: Option<Arc<Member>>) {
+        let old = std::mem::replace(&mut *self.member.write().await, m);
+        if let Some(old) = old {
+            old.stop().await;
+        }
+    }
+
+    /// Stops everything (daemon shutdown).
+    pub async fn shutdown(&self) {
+        self.set_member(None).await;
+    }
+
+    /// Keeps the membership current: switches the runtime when the replicated state gives
+    /// this node another role (`node promote` / `node demote`), and renews the certificate
+    /// before it expires.
+    fn spawn_role_watcher(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(daemon) = weak.upgrade() else { return };
+                let Some(member) = daemon.member().await else {
+                    continue;
+                };
+                let view = member.view();
+                let Some(me) = view.state.nodes.get(&member.id.node_id) else {
+                    continue;
+                };
+                let role_changed = me.role != member.role();
+                if !role_changed && !member.certificate_due() {
+                    continue;
+                }
+                let _guard = daemon.ops.lock().await;
+                if role_changed {
+                    info!(from = %member.role(), to = %me.role, "role changed in the cluster state: switching");
+                } else {
+                    info!("renewing this node's certificate");
+                }
+                // The certificate names the role (a worker's cannot serve as a manager), so
+                // get one for the new role first.
+                let cert = match member.renew_certificate().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "cannot get a new certificate yet");
+                        continue;
+                    }
+                };
+                let mut id = member.id.clone();
+                id.role = me.role;
+                id.cert_der = cert;
+                id.bootstrap_managers = peer_refs(&view.state);
+                let key = member.key.clone();
+                // Persist first: after a crash here the node restarts with the certificate
+                // the cluster now expects.
+                if let Err(e) = identity::save(&daemon.paths, &daemon.kek, &id, &key.key_pkcs8) {
+                    warn!(error = %e, "cannot persist the new certificate");
+                    continue;
+                }
+                daemon.set_member(None).await;
+                if role_changed && me.role == Role::Worker {
+                    // A demoted manager's Raft data is stale from now on.
+                    let _ = std::fs::remove_file(daemon.paths.raft_db());
+                }
+                match Member::start(&daemon, id, key, false).await {
+                    Ok(m) => daemon.set_member(Some(m)).await,
+                    Err(e) => warn!(error = %e, "cannot restart with the new certificate"),
+                }
+            }
+        });
+    }
+}
+
+/// The managers of a state as peers to dial.
+pub(crate) fn peer_refs(state: &ClusterState) -> Vec<PeerRef> {
+    state
+        .managers()
+        .map(|n| PeerRef {
+            id: n.id,
+            addr: n.advertise_addr,
+            fingerprint: n.cert_fingerprint.clone(),
+        })
+        .collect()
+}
+
+impl Member {
+    /// Starts the runtime for the identity's role. `bootstrap` is set by `init` on the very
+    /// first start of a cluster.
+    pub(crate) async fn start(
+        daemon: &Arc<Daemon>,
+        id: Identity,
+        key: NodeKey,
+        bootstrap: bool,
+    ) -> anyhow::Result<Arc<Member>> {
+        let client_tls = pki::client_config(&id.ca_der, &id.cert_der, &key)?;
+        let rt = match id.role {
+            Role::Manager => Runtime::Manager(
+                manager::ManagerRt::start(daemon, &id, client_tls.clone(), bootstrap).await?,
+            ),
+            Role::Worker => Runtime::Worker(worker::WorkerRt::new(daemon, &id)),
+        };
+        let member = Arc::new(Member {
+            id,
+            key,
+            client_tls,
+            rt,
+            tasks: std::sync::Mutex::new(Vec::new()),
+            peers: Mutex::new(HashMap::new()),
+        });
+        match &member.rt {
+            Runtime::Manager(_) => manager::spawn_tasks(daemon, &member).await?,
+            Runtime::Worker(_) => worker::spawn_tasks(daemon, &member),
+        }
+        member.spawn(heartbeat_loop(Arc::downgrade(&member)));
+        Ok(member)
+    }
+
+    pub(crate) fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(fut);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
+    }
+
+    async fn stop(&self) {
+        let tasks: Vec<_> = match self.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for t in tasks {
+            t.abort();
+        }
+        if let Runtime::Manager(m) = &self.rt {
+            m.shutdown().await;
+        }
+    }
+
+    /// The role this node runs as now.
+    pub fn role(&self) -> Role {
+        match self.rt {
+            Runtime::Manager(_) => Role::Manager,
+            Runtime::Worker(_) => Role::Worker,
+        }
+    }
+
+    /// What this node knows now.
+    pub fn view(&self) -> View {
+        match &self.rt {
+            Runtime::Manager(m) => m.view(),
+            Runtime::Worker(w) => w.view(),
+        }
+    }
+
+    /// Managers worth dialing: the leader first, then every other manager known, never
+    /// ourselves.
+    pub(crate) fn manager_addrs(&self) -> Vec<SocketAddr> {
+        let view = self.view();
+        let mut out = Vec::new();
+        if let Some(l) = view
+            .leader
+            .filter(|l| *l != self.id.node_id)
+            .and_then(|l| view.state.nodes.get(&l))
+        {
+            out.push(l.advertise_addr);
+        }
+        let known = view
+            .state
+            .managers()
+            .map(|n| (n.id, n.advertise_addr))
+            .chain(self.id.bootstrap_managers.iter().map(|p| (p.id, p.addr)));
+        for (id, addr) in known {
+            if id != self.id.node_id && !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+        out
+    }
+
+    /// Calls a manager, reusing a connection.
+    pub(crate) async fn call(
+        &self,
+        addr: SocketAddr,
+        req: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, crate::peer::PeerError> {
+        let client = {
+            let mut peers = self.peers.lock().await;
+            peers
+                .entry(addr)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(PeerClient::new(addr, self.client_tls.clone())))
+                })
+                .clone()
+        };
+        let mut client = client.lock().await;
+        client.call(req, timeout).await
+    }
+
+    /// Carries out a write: on the leader directly, elsewhere by forwarding towards it.
+    pub async fn propose(&self, proposal: Proposal, hops: u8) -> Result<Response, ApiError> {
+        if let Runtime::Manager(m) = &self.rt {
+            if m.is_leader() {
+                return m.execute(proposal).await;
+            }
+        }
+        if hops >= 3 {
+            return Err(ApiError::unavailable(
+                "the write was forwarded too many times without reaching the leader; the managers disagree on who leads (an election is probably in progress): retry",
+            ));
+        }
+        let addrs = self.manager_addrs();
+        if addrs.is_empty() {
+            return Err(ApiError::unavailable(
+                "no other manager is known and this node is not the leader: the cluster has no quorum",
+            ));
+        }
+        // Admitting a voter waits for it to catch up with the log.
+        let timeout = match proposal {
+            Proposal::AddVoter { .. } => Duration::from_secs(40),
+            _ => WRITE_TIMEOUT + Duration::from_secs(3),
+        };
+        let req = PeerRequest::Propose {
+            proposal,
+            hops: hops + 1,
+        };
+        let mut errors = Vec::new();
+        for addr in addrs {
+            match self.call(addr, &req, timeout).await {
+                Ok(PeerResponse::Proposed(r)) => return r,
+                Ok(other) => errors.push(format!("{addr}: unexpected answer {other:?}")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(ApiError::unavailable(format!(
+            "no manager could carry out the write; the cluster may have lost quorum ({})",
+            errors.join("; ")
+        )))
+    }
+
+    /// Proposes a command and returns the model's answer.
+    pub async fn write(&self, cmd: Command) -> Result<Response, ApiError> {
+        self.propose(Proposal::Command(cmd), 0).await
+    }
+
+    /// Whether the certificate should be renewed: past a point between 50% and 80% of its
+    /// lifetime (spread by node id so a cluster's nodes do not all renew at once, as Swarm
+    /// does).
+    pub(crate) fn certificate_due(&self) -> bool {
+        match pki::node_identity(&self.id.cert_der) {
+            Ok(ident) => renewal_due(
+                ident.not_after,
+                std::time::SystemTime::now(),
+                pki::NODE_CERT_VALIDITY,
+                self.id.node_id,
+            ),
+            Err(_) => false,
+        }
+    }
+
+    /// Asks a manager for a new certificate for this node's key and current role.
+    pub(crate) async fn renew_certificate(&self) -> Result<Vec<u8>, ApiError> {
+        let csr = self
+            .key
+            .csr_der(self.id.node_id.0)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let stays_manager = self.me().is_some_and(|n| n.role == Role::Manager);
+        if stays_manager && matches!(self.rt, Runtime::Manager(_)) {
+            // A manager holds the CA and may record its own certificate: it renews itself
+            // (the only way for a cluster with a single manager).
+            return server::renew(self, self.id.node_id, &csr).await;
+        }
+        let req = PeerRequest::RenewCertificate { csr_der: csr };
+        let mut errors = Vec::new();
+        for addr in self.manager_addrs() {
+            match self
+                .call(addr, &req, WRITE_TIMEOUT + Duration::from_secs(3))
+                .await
+            {
+                Ok(PeerResponse::Certificate(r)) => return r,
+                Ok(other) => errors.push(format!("{addr}: unexpected answer {other:?}")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(ApiError::unavailable(format!(
+            "no manager could issue a certificate ({})",
+            errors.join("; ")
+        )))
+    }
+
+    /// This node as the state knows it.
+    pub fn me(&self) -> Option<Node> {
+        self.view().state.nodes.get(&self.id.node_id).cloned()
+    }
+
+    /// The node's key as stored.
+    pub(crate) fn key_secret(&self) -> &SecretBytes {
+        &self.key.key_pkcs8
+    }
+}
+
+/// Whether a certificate expiring at `not_after` should be renewed at `now`: past a point
+/// between 50% and 80% of its lifetime, spread by node id so a cluster's nodes do not all renew
+/// at once (Swarm does the same with a random point).
+pub(crate) fn renewal_due(
+    not_after: std::time::SystemTime,
+    now: std::time::SystemTime,
+    lifetime: Duration,
+    node: NodeId,
+) -> bool {
+    let lifetime = lifetime.as_secs();
+    let per_mille = 500 + (node.0 % 301);
+    let renew_after = lifetime * per_mille / 1000;
+    let remaining = not_after
+        .duration_since(now)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    lifetime.saturating_sub(remaining) > renew_after
+}
+
+/// Tells the leader every second that this node is alive.
+async fn heartbeat_loop(member: std::sync::Weak<Member>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(m) = member.upgrade() else { return };
+        let node_id = m.id.node_id;
+        if let Runtime::Manager(rt) = &m.rt {
+            if rt.is_leader() {
+                rt.record_heartbeat(node_id, Instant::now());
+                continue;
+            }
+        }
+        let view = m.view();
+        let target = view
+            .leader
+            .and_then(|l| view.state.nodes.get(&l))
+            .map(|n| n.advertise_addr);
+        let Some(addr) = target else { continue };
+        if let Err(e) = m
+            .call(
+                addr,
+                &PeerRequest::Heartbeat { node_id },
+                Duration::from_secs(2),
+            )
+            .await
+        {
+            tracing::debug!(error = %e, "heartbeat to the leader failed");
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn renewal_happens_between_half_and_four_fifths_of_the_lifetime() {
+        let lifetime = Duration::from_secs(90 * 86400);
+        let issued = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let not_after = issued + lifetime;
+        for node in [NodeId(0), NodeId(150), NodeId(300), NodeId(u64::MAX)] {
+            let at = |frac: f64| issued + Duration::from_secs_f64(lifetime.as_secs_f64() * frac);
+            assert!(!renewal_due(not_after, at(0.49), lifetime, node), "{node}");
+            assert!(renewal_due(not_after, at(0.81), lifetime, node), "{node}");
+            assert!(renewal_due(
+                not_after,
+                not_after + Duration::from_secs(1),
+                lifetime,
+                node
+            ));
+        }
+        // Nodes spread over the window.
+        let at_65 = issued + lifetime.mul_f64(0.65);
+        let due: usize = (0..301)
+            .filter(|n| renewal_due(not_after, at_65, lifetime, NodeId(*n)))
+            .count();
+        assert!((100..200).contains(&due), "{due}");
+        let _ = SystemTime::now();
+    }
+}

@@ -1,0 +1,322 @@
+//! The manager's control server: mTLS on the listen address. Every request except `Join`
+//! and `Ping` must come with a client certificate whose fingerprint is in the node table,
+//! so removing a node revokes it at once.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use secnet_api::{wire, ApiError, ErrorKind};
+use secnet_keys::pki::{self, ClusterCa, NODE_CERT_VALIDITY};
+use secnet_model::{Command, Node, NodeId, NodeStatus, Response, Role};
+
+use super::{Member, Runtime};
+use crate::peer::{
+    JoinPeerRequest, JoinPeerResponse, PeerRef, PeerRequest, PeerResponse, Proposal, WatchEvent,
+};
+
+pub(crate) async fn bind(member: &Member) -> anyhow::Result<TcpListener> {
+    let addr = member.id.listen_addr;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--listen-addr): {e}"))
+}
+
+pub(crate) async fn serve(member: Weak<Member>, listener: TcpListener) {
+    let acceptor = {
+        let Some(m) = member.upgrade() else { return };
+        match pki::server_config(&m.id.ca_der, &m.id.cert_der, &m.key) {
+            Ok(cfg) => TlsAcceptor::from(cfg),
+            Err(e) => {
+                warn!(error = %e, "cannot build the TLS server configuration");
+                return;
+            }
+        }
+    };
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let member = member.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle_conn(member, acceptor, tcp).await {
+                debug!(%peer, error = %e, "control connection closed");
+            }
+        });
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone)]
+enum Caller {
+    Anonymous,
+    Node { fingerprint: String },
+}
+
+async fn handle_conn(
+    member: Weak<Member>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+) -> anyhow::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await??;
+    let caller = match conn.get_ref().1.peer_certificates() {
+        Some([leaf, ..]) => Caller::Node {
+            fingerprint: pki::cert_fingerprint(leaf),
+        },
+        _ => Caller::Anonymous,
+    };
+    loop {
+        let Some(req) = wire::read_msg::<_, PeerRequest>(&mut conn).await? else {
+            return Ok(());
+        };
+        let Some(m) = member.upgrade() else {
+            return Ok(());
+        };
+        if matches!(req, PeerRequest::Watch) {
+            return stream_state(m, &caller, conn).await;
+        }
+        let resp = handle(&m, &caller, req).await;
+        drop(m);
+        wire::write_msg(&mut conn, &resp).await?;
+    }
+}
+
+/// The node a certificate belongs to, from the state or, before this manager's state knows
+/// the cluster, from the managers it learned at join.
+fn authorize(m: &Member, caller: &Caller, need_manager: bool) -> Result<(NodeId, Role), String> {
+    let Caller::Node { fingerprint } = caller else {
+        return Err("a client certificate is required".into());
+    };
+    let view = m.view();
+    if let Some(node) = view.state.node_by_fingerprint(fingerprint) {
+        if need_manager && node.role != Role::Manager {
+            return Err(format!("node {} is not a manager", node.id));
+        }
+        return Ok((node.id, node.role));
+    }
+    if !view.state.is_initialized() {
+        if let Some(p) =
+            m.id.bootstrap_managers
+                .iter()
+                .find(|p| &p.fingerprint == fingerprint)
+        {
+            return Ok((p.id, Role::Manager));
+        }
+    }
+    Err("certificate not recognized: the node was removed from the cluster or never joined".into())
+}
+
+async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
+    let Runtime::Manager(rt) = &m.rt else {
+        return PeerResponse::Denied("this node is not a manager".into());
+    };
+    match req {
+        PeerRequest::Ping => PeerResponse::Pong {
+            node_id: m.id.node_id,
+            leader: rt.view().leader,
+        },
+        PeerRequest::Join(j) => PeerResponse::Join(admit(m, j).await),
+        PeerRequest::AppendEntries(r) => match authorize(m, caller, true) {
+            Ok(_) => PeerResponse::AppendEntries(rt.raft.append_entries(r).await),
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::Vote(r) => match authorize(m, caller, true) {
+            Ok(_) => PeerResponse::Vote(rt.raft.vote(r).await),
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::InstallSnapshot(r) => match authorize(m, caller, true) {
+            Ok(_) => PeerResponse::InstallSnapshot(rt.raft.install_snapshot(r).await),
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::Heartbeat { node_id } => match authorize(m, caller, false) {
+            Ok((id, _)) if id == node_id => {
+                rt.record_heartbeat(id, Instant::now());
+                PeerResponse::Ok
+            }
+            Ok((id, _)) => {
+                PeerResponse::Denied(format!("node {id} sent a heartbeat for {node_id}"))
+            }
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::Propose { proposal, hops } => match authorize(m, caller, false) {
+            Ok((id, role)) => {
+                if role == Role::Worker && !worker_may_propose(id, &proposal) {
+                    return PeerResponse::Proposed(Err(ApiError::new(
+                        ErrorKind::Denied,
+                        format!("node {id} is a worker: this change can only be made on a manager"),
+                    )));
+                }
+                PeerResponse::Proposed(m.propose(proposal, hops).await)
+            }
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::RenewCertificate { csr_der } => match authorize(m, caller, false) {
+            Ok((id, _)) => PeerResponse::Certificate(renew(m, id, &csr_der).await),
+            Err(e) => PeerResponse::Denied(e),
+        },
+        PeerRequest::Watch => PeerResponse::Denied("watch must be the first request".into()),
+    }
+}
+
+/// Workers may create and remove networks (as any node may in secnet) and remove themselves
+/// (`leave`); membership, roles and tokens are otherwise managers' business.
+fn worker_may_propose(caller: NodeId, p: &Proposal) -> bool {
+    match p {
+        Proposal::Command(Command::CreateNetwork { .. } | Command::RemoveNetwork { .. }) => true,
+        Proposal::Command(Command::RemoveNode { id }) => *id == caller,
+        _ => false,
+    }
+}
+
+/// Signs a node's CSR with the CA, for the node's current role and id.
+fn sign(m: &Member, node_id: NodeId, role: Role, csr_der: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let view = m.view();
+    let (Some(secrets), Some(config)) = (&view.state.secrets, &view.state.config) else {
+        return Err(ApiError::unavailable(
+            "this manager has not caught up with the cluster state yet; retry",
+        ));
+    };
+    let ca = ClusterCa::from_parts(view.state.ca_cert_der.clone(), secrets.ca_key.clone())
+        .map_err(|e| ApiError::internal(format!("cluster CA unusable: {e}")))?;
+    let key_role = match role {
+        Role::Manager => pki::Role::Manager,
+        Role::Worker => pki::Role::Worker,
+    };
+    ca.sign_node(
+        csr_der,
+        node_id.0,
+        key_role,
+        &config.cluster_id,
+        NODE_CERT_VALIDITY,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| ApiError::invalid(format!("cannot sign the node's certificate: {e}")))
+}
+
+/// Re-issues the certificate of a node (for the role the state gives it) and records the
+/// new fingerprint, which revokes the old certificate.
+pub(crate) async fn renew(m: &Member, id: NodeId, csr_der: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let role = m
+        .view()
+        .state
+        .nodes
+        .get(&id)
+        .map(|n| n.role)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!("node {id} is not in the cluster"),
+            )
+        })?;
+    let cert = sign(m, id, role, csr_der)?;
+    m.write(Command::UpdateCertificate {
+        id,
+        fingerprint: pki::cert_fingerprint(&cert),
+    })
+    .await?;
+    info!(node = %id, role = %role, "certificate re-issued");
+    Ok(cert)
+}
+
+/// Checks a join token and admits the node: signs its certificate and adds it to the state.
+async fn admit(m: &Member, j: JoinPeerRequest) -> Result<JoinPeerResponse, ApiError> {
+    let view = m.view();
+    let state = &view.state;
+    let (Some(secrets), Some(config)) = (&state.secrets, &state.config) else {
+        return Err(ApiError::unavailable(
+            "this manager has not caught up with the cluster state yet; retry",
+        ));
+    };
+    let role = if j.secret.ct_eq(&secrets.manager_token) {
+        Role::Manager
+    } else if j.secret.ct_eq(&secrets.worker_token) {
+        Role::Worker
+    } else {
+        warn!(hostname = %j.hostname, "join refused: invalid token");
+        return Err(ApiError::new(
+            ErrorKind::Denied,
+            "invalid join token: it does not match this cluster's current worker or manager token (it may have been rotated); get a fresh one with `secnet join-token worker|manager` on a manager",
+        ));
+    };
+    let mut rng = rand::rngs::OsRng;
+    let node_id = loop {
+        let id = NodeId(rng.gen());
+        if id.0 != 0 && !state.nodes.contains_key(&id) && !state.removed_nodes.contains(&id) {
+            break id;
+        }
+    };
+    let cert_der = sign(m, node_id, role, &j.csr_der)?;
+    let node = Node {
+        id: node_id,
+        hostname: j.hostname.clone(),
+        role,
+        status: NodeStatus::Ready,
+        advertise_addr: j.advertise_addr,
+        data_path_addr: j.data_path_addr,
+        cert_fingerprint: pki::cert_fingerprint(&cert_der),
+        underlay: j.underlay,
+        joined_at: super::unix_now(),
+    };
+    match m.write(Command::AddNode { node }).await? {
+        Response::Node(_) => {}
+        other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+    info!(node = %node_id, hostname = %j.hostname, role = %role, "node admitted");
+    let managers: Vec<PeerRef> = super::peer_refs(state);
+    Ok(JoinPeerResponse {
+        node_id,
+        role,
+        cluster_id: config.cluster_id.clone(),
+        cert_der,
+        ca_der: state.ca_cert_der.clone(),
+        managers,
+    })
+}
+
+/// Streams the worker view of the state: at once, on every change, and every 2 s so a
+/// watcher can tell a live manager from a dead one.
+async fn stream_state(
+    m: Arc<Member>,
+    caller: &Caller,
+    mut conn: tokio_rustls::server::TlsStream<TcpStream>,
+) -> anyhow::Result<()> {
+    if let Err(e) = authorize(&m, caller, false) {
+        wire::write_msg(&mut conn, &PeerResponse::Denied(e)).await?;
+        return Ok(());
+    }
+    let Runtime::Manager(rt) = &m.rt else {
+        return Ok(());
+    };
+    let mut state_rx = rt.state_rx();
+    let mut metrics = rt.raft.metrics();
+    let weak = Arc::downgrade(&m);
+    drop(m);
+    loop {
+        let Some(m) = weak.upgrade() else {
+            return Ok(());
+        };
+        // A removed node loses its watch at the next update.
+        if authorize(&m, caller, false).is_err() {
+            return Ok(());
+        }
+        let view = m.view();
+        let ev = WatchEvent {
+            applied_index: view.applied_index,
+            leader: view.leader,
+            state: view.state.worker_view(),
+        };
+        drop(m);
+        wire::write_msg(&mut conn, &PeerResponse::Watch(Box::new(ev))).await?;
+        tokio::select! {
+            r = state_rx.changed() => r?,
+            r = metrics.changed() => r?,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! How nodes and networks are shown to users (`node ls`, `network inspect`, ...).
+
+use std::net::IpAddr;
+
+use secnet_api::{NetworkInfo, NodeInfo};
+use secnet_model::{Network, Node, NodeId};
+
+/// RFC 3339 (UTC, seconds) from Unix seconds.
+pub(crate) fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        .to_string()
+}
+
+pub(crate) fn node_info(n: &Node, leader: Option<NodeId>, me: NodeId) -> NodeInfo {
+    NodeInfo {
+        id: n.id.to_string(),
+        hostname: n.hostname.clone(),
+        role: n.role.as_str().to_string(),
+        status: n.status.as_str().to_string(),
+        leader: leader == Some(n.id),
+        is_self: n.id == me,
+        advertise_addr: n.advertise_addr.to_string(),
+        data_path_addr: n.data_path_addr.to_string(),
+        joined: rfc3339(n.joined_at),
+        cert_fingerprint: n.cert_fingerprint.clone(),
+    }
+}
+
+/// The MTU of the interface holding `ip` on this host (1500 when it cannot be read).
+pub(crate) fn underlay_mtu(ip: IpAddr) -> u32 {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return 1500;
+    };
+    for ifa in addrs {
+        let matches = ifa
+            .address
+            .as_ref()
+            .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+            == Some(ip);
+        if matches {
+            let path = format!("/sys/class/net/{}/mtu", ifa.interface_name);
+            if let Some(mtu) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return mtu;
+            }
+        }
+    }
+    1500
+}
+
+pub(crate) fn network_info(n: &Network, data_path: IpAddr) -> NetworkInfo {
+    NetworkInfo {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        driver: n.driver.clone(),
+        scope: "cluster".into(),
+        subnet: n.subnet,
+        gateway: n.gateway,
+        vni: n.vni,
+        encrypted: n.encrypted,
+        mtu: n.effective_mtu(underlay_mtu(data_path), data_path.is_ipv6()),
+        attachable: n.attachable,
+        labels: n.labels.clone(),
+        created: rfc3339(n.created_at),
+    }
+}

@@ -1,0 +1,58 @@
+//! Why a command was refused. These cross Raft (the leader returns them to the proposer), so
+//! they are serializable, and users read them as CLI errors, so each names the bad value and
+//! what is accepted.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::NodeId;
+
+/// A refused command.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum ModelError {
+    /// The cluster has not been initialized.
+    #[error("this node is not part of a cluster: run `secnet init` or `secnet join` first")]
+    NotInitialized,
+    /// `init` on an initialized cluster.
+    #[error("this node is already part of a cluster; use `secnet leave --force` first, or `secnet init --force-new-cluster` to recover a cluster that lost quorum")]
+    AlreadyInitialized,
+    /// No network has this name or id.
+    #[error("network {0:?} not found; `secnet network ls` lists the networks")]
+    NetworkNotFound(String),
+    /// An id prefix matches several networks.
+    #[error("network id prefix {0:?} matches several networks; give more characters or the name")]
+    AmbiguousNetwork(String),
+    /// A network with this name exists.
+    #[error("a network named {0:?} already exists; choose another name or remove it first")]
+    DuplicateNetworkName(String),
+    /// The generated id collides (practically never).
+    #[error("network id {0} is already taken")]
+    NetworkIdTaken(String),
+    /// The name breaks the naming rule.
+    #[error("invalid network name {0:?}: use 1-64 characters, starting with a letter or digit, followed by letters, digits, '_', '.' or '-'")]
+    InvalidNetworkName(String),
+    /// Only the overlay driver exists.
+    #[error("unsupported network driver {0:?}: the only driver is \"overlay\"")]
+    UnsupportedDriver(String),
+    /// `--gateway` needs `--subnet`.
+    #[error("--gateway requires --subnet: a gateway can only be chosen inside an explicit subnet")]
+    GatewayWithoutSubnet,
+    /// MTU out of range.
+    #[error("invalid MTU {0}: accepted range is 1280 to 9000")]
+    InvalidMtu(u32),
+    /// Address management refused.
+    #[error(transparent)]
+    Ipam(#[from] secnet_ipam::IpamError),
+    /// No node matches.
+    #[error("node {0:?} not found; `secnet node ls` lists the nodes")]
+    NodeNotFound(String),
+    /// Several nodes match.
+    #[error("node {0:?} matches several nodes; give more characters of the id")]
+    AmbiguousNode(String),
+    /// The id is in use or was used by a removed node.
+    #[error("node id {0} is taken or belonged to a removed node")]
+    NodeIdTaken(NodeId),
+    /// The cluster would have no manager left.
+    #[error("node {0} is the last manager: promote another node first")]
+    LastManager(NodeId),
+}

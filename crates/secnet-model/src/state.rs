@@ -1,0 +1,344 @@
+//! The replicated cluster state and the deterministic function that applies commands to it.
+//!
+//! Every manager applies the same committed commands in the same order, so `apply` must be a
+//! pure function of (state, command): no clock, no randomness, no I/O. Whatever needs those
+//! (ids, timestamps, secrets) is chosen by the proposer and carried inside the command.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use secnet_keys::secret::SecretBytes;
+
+use crate::error::ModelError;
+use crate::ids::NodeId;
+use crate::objects::{ClusterConfig, Network, NetworkSpec, Node, NodeStatus, Role, MIN_MTU};
+
+/// Largest MTU accepted for `--opt mtu` (jumbo frames).
+pub const MAX_MTU: u32 = 9000;
+
+/// Secrets held only by managers; workers receive a view without them.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ClusterSecrets {
+    /// PKCS#8 private key of the cluster root CA.
+    pub ca_key: SecretBytes,
+    /// The secret half of the worker join token.
+    pub worker_token: SecretBytes,
+    /// The secret half of the manager join token.
+    pub manager_token: SecretBytes,
+}
+
+impl std::fmt::Debug for ClusterSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecrets(<redacted>)")
+    }
+}
+
+/// Everything the cluster agrees on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub config: Option<ClusterConfig>,
+    /// DER of the cluster root CA certificate (public).
+    pub ca_cert_der: Vec<u8>,
+    /// Present on managers, `None` in the view sent to workers.
+    pub secrets: Option<ClusterSecrets>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Networks by id.
+    pub networks: BTreeMap<String, Network>,
+    /// Ids of removed nodes: never admitted again, so a stale node cannot come back.
+    pub removed_nodes: BTreeSet<NodeId>,
+}
+
+/// A change to the cluster state, proposed through Raft.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates the cluster (first command of every log).
+    Bootstrap {
+        config: ClusterConfig,
+        ca_cert_der: Vec<u8>,
+        secrets: ClusterSecrets,
+        node: Node,
+    },
+    /// Admits a node whose join token was checked by the proposing manager.
+    AddNode { node: Node },
+    /// Removes a node; its certificate is refused from then on.
+    RemoveNode { id: NodeId },
+    /// Promotes or demotes a node.
+    SetRole { id: NodeId, role: Role },
+    /// Records whether the leader hears from a node.
+    SetStatus { id: NodeId, status: NodeStatus },
+    /// Records a node's re-issued certificate (role change or renewal); the old one is
+    /// refused from then on.
+    UpdateCertificate { id: NodeId, fingerprint: String },
+    /// Replaces a join token's secret (`join-token --rotate`).
+    RotateToken { role: Role, secret: SecretBytes },
+    /// Creates a network; subnet and VNI are allocated here, in log order, so two concurrent
+    /// creates can never receive the same subnet.
+    CreateNetwork {
+        id: String,
+        spec: NetworkSpec,
+        created_at: u64,
+    },
+    /// Removes a network by name or id.
+    RemoveNetwork { name_or_id: String },
+    /// Replaces the whole state (`init --force-new-cluster` re-seeds a new log with it).
+    Restore { state: Box<ClusterState> },
+}
+
+/// What a successful command returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Nothing to report.
+    Done,
+    /// The node as stored.
+    Node(Node),
+    /// The network as stored.
+    Network(Network),
+}
+
+/// The result of applying a command, as returned to the proposer.
+pub type CommandResult = Result<Response, ModelError>;
+
+impl ClusterState {
+    /// Whether `init` has run.
+    pub fn is_initialized(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// The view of the state a worker may hold: no CA key, no join tokens.
+    pub fn worker_view(&self) -> ClusterState {
+        ClusterState {
+            secrets: None,
+            ..self.clone()
+        }
+    }
+
+    /// Managers (Raft voters) by id.
+    pub fn managers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values().filter(|n| n.role == Role::Manager)
+    }
+
+    /// The node whose current certificate has this fingerprint.
+    pub fn node_by_fingerprint(&self, fingerprint: &str) -> Option<&Node> {
+        self.nodes
+            .values()
+            .find(|n| n.cert_fingerprint == fingerprint)
+    }
+
+    /// Finds a network by exact name, exact id, or unique id prefix (like Docker).
+    pub fn find_network(&self, name_or_id: &str) -> Result<&Network, ModelError> {
+        if let Some(n) = self.networks.values().find(|n| n.name == name_or_id) {
+            return Ok(n);
+        }
+        if let Some(n) = self.networks.get(name_or_id) {
+            return Ok(n);
+        }
+        let mut matches = self
+            .networks
+            .values()
+            .filter(|n| !name_or_id.is_empty() && n.id.starts_with(name_or_id));
+        match (matches.next(), matches.next()) {
+            (Some(n), None) => Ok(n),
+            (Some(_), Some(_)) => Err(ModelError::AmbiguousNetwork(name_or_id.to_string())),
+            _ => Err(ModelError::NetworkNotFound(name_or_id.to_string())),
+        }
+    }
+
+    /// Finds a node by id, unique id prefix, or unique hostname.
+    pub fn find_node(&self, key: &str) -> Result<&Node, ModelError> {
+        let by_host: Vec<&Node> = self.nodes.values().filter(|n| n.hostname == key).collect();
+        if by_host.len() == 1 {
+            return Ok(by_host[0]);
+        }
+        let by_id: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| !key.is_empty() && n.id.to_string().starts_with(&key.to_lowercase()))
+            .collect();
+        match (by_id.len(), by_host.len()) {
+            (1, _) => Ok(by_id[0]),
+            (0, 0) => Err(ModelError::NodeNotFound(key.to_string())),
+            _ => Err(ModelError::AmbiguousNode(key.to_string())),
+        }
+    }
+
+    /// Applies one committed command. Deterministic; on error the state is unchanged.
+    pub fn apply(&mut self, cmd: Command) -> CommandResult {
+        if !matches!(cmd, Command::Bootstrap { .. } | Command::Restore { .. })
+            && !self.is_initialized()
+        {
+            return Err(ModelError::NotInitialized);
+        }
+        match cmd {
+            Command::Bootstrap {
+                config,
+                ca_cert_der,
+                secrets,
+                node,
+            } => {
+                if self.is_initialized() {
+                    return Err(ModelError::AlreadyInitialized);
+                }
+                self.config = Some(config);
+                self.ca_cert_der = ca_cert_der;
+                self.secrets = Some(secrets);
+                self.nodes.insert(node.id, node.clone());
+                Ok(Response::Node(node))
+            }
+            Command::AddNode { node } => {
+                if self.removed_nodes.contains(&node.id) || self.nodes.contains_key(&node.id) {
+                    return Err(ModelError::NodeIdTaken(node.id));
+                }
+                self.nodes.insert(node.id, node.clone());
+                Ok(Response::Node(node))
+            }
+            Command::RemoveNode { id } => {
+                let node = self
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                if node.role == Role::Manager && self.managers().count() == 1 {
+                    return Err(ModelError::LastManager(id));
+                }
+                self.nodes.remove(&id);
+                self.removed_nodes.insert(id);
+                Ok(Response::Done)
+            }
+            Command::SetRole { id, role } => {
+                let managers = self.managers().count();
+                let node = self
+                    .nodes
+                    .get_mut(&id)
+                    .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                if node.role == Role::Manager && role == Role::Worker && managers == 1 {
+                    return Err(ModelError::LastManager(id));
+                }
+                node.role = role;
+                Ok(Response::Node(node.clone()))
+            }
+            Command::SetStatus { id, status } => {
+                let node = self
+                    .nodes
+                    .get_mut(&id)
+                    .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                node.status = status;
+                Ok(Response::Done)
+            }
+            Command::UpdateCertificate { id, fingerprint } => {
+                let node = self
+                    .nodes
+                    .get_mut(&id)
+                    .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                node.cert_fingerprint = fingerprint;
+                Ok(Response::Done)
+            }
+            Command::RotateToken { role, secret } => {
+                let secrets = self.secrets.as_mut().ok_or(ModelError::NotInitialized)?;
+                match role {
+                    Role::Worker => secrets.worker_token = secret,
+                    Role::Manager => secrets.manager_token = secret,
+                }
+                Ok(Response::Done)
+            }
+            Command::CreateNetwork {
+                id,
+                spec,
+                created_at,
+            } => self
+                .create_network(id, spec, created_at)
+                .map(Response::Network),
+            Command::RemoveNetwork { name_or_id } => {
+                let id = self.find_network(&name_or_id)?.id.clone();
+                self.networks.remove(&id);
+                Ok(Response::Done)
+            }
+            Command::Restore { state } => {
+                *self = *state;
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    fn create_network(
+        &mut self,
+        id: String,
+        spec: NetworkSpec,
+        created_at: u64,
+    ) -> Result<Network, ModelError> {
+        validate_network_name(&spec.name)?;
+        if spec.driver != "overlay" {
+            return Err(ModelError::UnsupportedDriver(spec.driver));
+        }
+        if self.networks.values().any(|n| n.name == spec.name) {
+            return Err(ModelError::DuplicateNetworkName(spec.name));
+        }
+        if self.networks.contains_key(&id) {
+            return Err(ModelError::NetworkIdTaken(id));
+        }
+        if let Some(mtu) = spec.mtu {
+            validate_mtu(mtu)?;
+        }
+        let config = self.config.as_ref().ok_or(ModelError::NotInitialized)?;
+        let in_use: Vec<_> = self.networks.values().map(|n| n.subnet).collect();
+        let excluded: Vec<_> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.underlay.iter().copied())
+            .collect();
+        let (subnet, gateway) = match spec.subnet {
+            Some(subnet) => {
+                secnet_ipam::validate_explicit(subnet, spec.gateway, &in_use, &excluded)?
+            }
+            None => {
+                if spec.gateway.is_some() {
+                    return Err(ModelError::GatewayWithoutSubnet);
+                }
+                let subnet = secnet_ipam::allocate_subnet(&config.pools, &in_use, &excluded)?;
+                (subnet, secnet_ipam::default_gateway(subnet))
+            }
+        };
+        let vnis: BTreeSet<u32> = self.networks.values().map(|n| n.vni).collect();
+        let vni = secnet_ipam::allocate_vni(&vnis)?;
+        let network = Network {
+            id: id.clone(),
+            name: spec.name,
+            driver: spec.driver,
+            subnet,
+            gateway,
+            vni,
+            encrypted: spec.encrypted,
+            mtu: spec.mtu,
+            attachable: spec.attachable,
+            labels: spec.labels,
+            created_at,
+        };
+        self.networks.insert(id, network.clone());
+        Ok(network)
+    }
+}
+
+/// Network names follow Docker's rule: a letter or digit, then letters, digits, `_`, `.`, `-`.
+pub fn validate_network_name(name: &str) -> Result<(), ModelError> {
+    let mut chars = name.chars();
+    let ok = match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() => {
+            name.len() <= 64
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidNetworkName(name.to_string()))
+    }
+}
+
+/// Checks an explicit MTU against the range secnet supports.
+pub fn validate_mtu(mtu: u32) -> Result<(), ModelError> {
+    if (MIN_MTU..=MAX_MTU).contains(&mtu) {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidMtu(mtu))
+    }
+}

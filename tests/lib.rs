@@ -1,0 +1,131 @@
+//! Shared steps of the end-to-end scenarios: forming clusters in a lab and reading their
+//! state back through the CLI.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use secnet_lab::{wait_for, Lab, LabConfig};
+use serde_json::Value;
+
+/// How long a state change may take to reach every node.
+pub const CONVERGE: Duration = Duration::from_secs(10);
+
+/// Builds a lab of `hosts` hosts and starts a daemon on each.
+pub fn lab(hosts: usize) -> anyhow::Result<Lab> {
+    let mut lab = Lab::new(LabConfig::new(hosts))?;
+    lab.start_all()?;
+    Ok(lab)
+}
+
+/// `init` on host 0 with separate control (eth0) and data (eth1) interfaces.
+pub fn init(lab: &Lab, extra: &[&str]) -> anyhow::Result<String> {
+    let mut args = vec![
+        "init",
+        "--advertise-addr",
+        "eth0",
+        "--data-path-addr",
+        "eth1",
+    ];
+    args.extend_from_slice(extra);
+    lab.host(0).cli_ok(&args)
+}
+
+/// The join token for `role` ("worker" or "manager"), read on host `on`.
+pub fn token(lab: &Lab, on: usize, role: &str) -> anyhow::Result<String> {
+    Ok(lab
+        .host(on)
+        .cli_ok(&["join-token", role, "-q"])?
+        .trim()
+        .to_string())
+}
+
+/// Joins host `i` through the manager on host `via` with `token`.
+pub fn join(lab: &Lab, i: usize, via: usize, token: &str) -> anyhow::Result<String> {
+    let remote = format!("{}:2377", lab.host(via).ctl_ip());
+    lab.host(i).cli_ok(&[
+        "join",
+        "--token",
+        token,
+        "--advertise-addr",
+        "eth0",
+        "--data-path-addr",
+        "eth1",
+        &remote,
+    ])
+}
+
+/// Forms a cluster: host 0 inits, hosts 1..managers join as managers, the rest as workers;
+/// waits until every node sees every node ready.
+pub fn form(lab: &Lab, managers: usize, init_extra: &[&str]) -> anyhow::Result<()> {
+    init(lab, init_extra)?;
+    let mtoken = token(lab, 0, "manager")?;
+    let wtoken = token(lab, 0, "worker")?;
+    for i in 1..lab.hosts().len() {
+        let t = if i < managers { &mtoken } else { &wtoken };
+        join(lab, i, 0, t).with_context(|| format!("joining host {i}"))?;
+    }
+    let n = lab.hosts().len();
+    for i in 0..n {
+        wait_for(
+            &format!("{n} ready nodes seen by host {i}"),
+            CONVERGE,
+            || {
+                let nodes = node_ls(lab, i)?;
+                let ready = nodes.iter().filter(|x| x["status"] == "ready").count();
+                if ready == n {
+                    Ok(Some(()))
+                } else {
+                    bail!("{ready} of {n} ready")
+                }
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `node ls --format json` on host `i`.
+pub fn node_ls(lab: &Lab, i: usize) -> anyhow::Result<Vec<Value>> {
+    as_array(lab.host(i).cli_json(&["node", "ls", "--format", "json"])?)
+}
+
+/// `network ls --format json` on host `i`.
+pub fn network_ls(lab: &Lab, i: usize) -> anyhow::Result<Vec<Value>> {
+    as_array(
+        lab.host(i)
+            .cli_json(&["network", "ls", "--format", "json"])?,
+    )
+}
+
+/// The network named `name` as host `i` sees it, if any.
+pub fn network(lab: &Lab, i: usize, name: &str) -> anyhow::Result<Option<Value>> {
+    Ok(network_ls(lab, i)?.into_iter().find(|n| n["name"] == name))
+}
+
+fn as_array(v: Value) -> anyhow::Result<Vec<Value>> {
+    match v {
+        Value::Array(a) => Ok(a),
+        other => bail!("expected a JSON array, got {other}"),
+    }
+}
+
+/// The id of the leader as host `i` sees it.
+pub fn leader(lab: &Lab, i: usize) -> anyhow::Result<Option<String>> {
+    Ok(node_ls(lab, i)?
+        .into_iter()
+        .find(|n| n["leader"] == true)
+        .map(|n| n["id"].as_str().unwrap_or_default().to_string()))
+}
+
+/// The index of the host whose node id is `id`.
+pub fn host_of(lab: &Lab, id: &str) -> anyhow::Result<usize> {
+    for i in 0..lab.hosts().len() {
+        let st = lab.host(i).cli_json(&["status", "--format", "json"]);
+        if let Ok(st) = st {
+            if st["node_id"] == id {
+                return Ok(i);
+            }
+        }
+    }
+    bail!("no running host has node id {id}")
+}
