@@ -7,5 +7,9 @@ if [ "$(id -u)" != 0 ]; then
     echo "the tests create network namespaces and need root: run as root (sudo)" >&2
     exit 1
 fi
+# sudo resets PATH, so a toolchain installed by rustup for root is not on it.
+if ! command -v cargo >/dev/null 2>&1 && [ -x /root/.cargo/bin/cargo ]; then
+    export PATH="/root/.cargo/bin:$PATH"
+fi
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --test-threads="${SECNET_TEST_THREADS:-2}"

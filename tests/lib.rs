@@ -129,3 +129,90 @@ pub fn host_of(lab: &Lab, id: &str) -> anyhow::Result<usize> {
     }
     bail!("no running host has node id {id}")
 }
+
+/// Output of a command run in an endpoint's namespace.
+#[derive(Debug)]
+pub struct NsOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl NsOutput {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// Runs `cmd` inside the network namespace at `netns` (an endpoint's, from
+/// `endpoint create --format json`).
+pub fn in_ns(netns: &str, cmd: &[&str]) -> NsOutput {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg("--")
+        .args(cmd)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) => NsOutput {
+            status: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        },
+        Err(e) => NsOutput {
+            status: -1,
+            stdout: String::new(),
+            stderr: e.to_string(),
+        },
+    }
+}
+
+/// An endpoint as `endpoint create --format json` reports it.
+#[derive(Debug, Clone)]
+pub struct Ep {
+    pub name: String,
+    pub ip: String,
+    pub mac: String,
+    pub netns: String,
+    pub host: usize,
+}
+
+/// Creates an endpoint on host `i`.
+pub fn endpoint(lab: &Lab, i: usize, network: &str, name: &str) -> anyhow::Result<Ep> {
+    let v = lab.host(i).cli_json(&[
+        "endpoint",
+        "create",
+        "--network",
+        network,
+        "--name",
+        name,
+        "--format",
+        "json",
+    ])?;
+    Ok(Ep {
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        ip: v["ip"].as_str().unwrap_or_default().to_string(),
+        mac: v["mac"].as_str().unwrap_or_default().to_string(),
+        netns: v["netns"]
+            .as_str()
+            .context("endpoint create reported no netns")?
+            .to_string(),
+        host: i,
+    })
+}
+
+/// One ICMP echo from `from` to `ip`, 2 s deadline.
+pub fn ping(from: &Ep, ip: &str) -> NsOutput {
+    in_ns(&from.netns, &["ping", "-c", "1", "-W", "2", ip])
+}
+
+/// The namespace holding a network's bridge and VXLAN device on host `i`.
+pub fn network_netns(lab: &Lab, i: usize, network_id: &str) -> String {
+    let short: String = network_id.chars().take(12).collect();
+    lab.host(i)
+        .dir()
+        .join("run/netns")
+        .join(format!("net-{short}"))
+        .display()
+        .to_string()
+}

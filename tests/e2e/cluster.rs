@@ -240,3 +240,54 @@ fn leave_removes_the_node_and_it_can_join_again() -> anyhow::Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn demoting_the_leader_hands_leadership_over() -> anyhow::Result<()> {
+    let lab = lab(3)?;
+    form(&lab, 3, &[])?;
+    let old = leader(&lab, 0)?.expect("a leader");
+    let victim = host_of(&lab, &old)?;
+    // Demote the leader from the leader itself.
+    lab.host(victim).cli_ok(&["node", "demote", &old])?;
+    let other = (0..3).find(|i| *i != victim).unwrap();
+    wait_for(
+        "a new leader and the old one a worker",
+        Duration::from_secs(20),
+        || {
+            let nodes = node_ls(&lab, other)?;
+            let new_leader = nodes.iter().find(|n| n["leader"] == true);
+            let demoted = nodes.iter().find(|n| n["id"] == old.as_str());
+            Ok(match (new_leader, demoted) {
+                (Some(l), Some(d)) if l["id"] != old.as_str() && d["role"] == "worker" => Some(()),
+                _ => None,
+            })
+        },
+    )?;
+    wait_for(
+        "the demoted node runs as a worker",
+        Duration::from_secs(20),
+        || {
+            let st = lab.host(victim).cli_json(&["status", "--format", "json"])?;
+            Ok((st["role"] == "worker").then_some(()))
+        },
+    )?;
+    // Two voters remain and take writes, from any node.
+    for i in 0..3 {
+        let name = format!("after-demotion-{i}");
+        wait_for(
+            &format!("a write from host {i}"),
+            Duration::from_secs(15),
+            || {
+                Ok(lab
+                    .host(i)
+                    .cli(&["network", "create", &name])
+                    .success()
+                    .then_some(()))
+            },
+        )?;
+    }
+    let st = lab.host(other).cli_json(&["status", "--format", "json"])?;
+    assert_eq!(st["managers"], 2);
+    assert_eq!(st["managers_reachable"], 2);
+    Ok(())
+}

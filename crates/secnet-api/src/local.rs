@@ -78,7 +78,69 @@ pub enum LocalRequest {
     NetworkRm {
         networks: Vec<String>,
     },
+    /// `endpoint create`: a namespace on this node attached to `network`. Answers once the
+    /// kernel objects exist on this node.
+    EndpointCreate {
+        network: String,
+        name: Option<String>,
+        ip: Option<Ipv4Addr>,
+    },
+    /// `endpoint ls [--network NET]`.
+    EndpointLs {
+        network: Option<String>,
+    },
+    EndpointInspect {
+        endpoints: Vec<String>,
+    },
+    /// `endpoint rm`: answers once the namespace is gone from this node (when it is local).
+    EndpointRm {
+        endpoints: Vec<String>,
+    },
+    /// `endpoint connect NET NAME [--ip IP]`.
+    EndpointConnect {
+        network: String,
+        endpoint: String,
+        ip: Option<Ipv4Addr>,
+    },
+    /// `endpoint disconnect NET NAME`.
+    EndpointDisconnect {
+        network: String,
+        endpoint: String,
+    },
     Status,
+}
+
+/// One interface of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    pub ifname: String,
+    pub network: String,
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    /// Address with prefix length, e.g. `10.20.0.2/26`.
+    pub cidr: String,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub mtu: u32,
+}
+
+/// An endpoint as `endpoint ls` / `inspect` / `create` show it. The top-level `network`,
+/// `ip` and `mac` are those of `eth0`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub id: String,
+    pub name: String,
+    pub network: String,
+    pub node: String,
+    pub node_hostname: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    /// Path of the endpoint's network namespace (for `nsenter --net=PATH`); only on the
+    /// endpoint's own node.
+    pub netns: Option<String>,
+    pub interfaces: Vec<InterfaceInfo>,
+    /// RFC 3339.
+    pub created: String,
 }
 
 /// A node as `node ls` / `node inspect` show it.
@@ -141,6 +203,12 @@ pub struct StatusInfo {
     pub data_path_addr: Option<String>,
     /// Index of the last Raft entry applied to the state this node holds.
     pub applied_index: u64,
+    /// Data-path reconcile passes finished since the daemon started.
+    #[serde(default)]
+    pub dataplane_passes: u64,
+    /// Errors of the last reconcile pass (empty when the kernel matches the state).
+    #[serde(default)]
+    pub dataplane_errors: Vec<String>,
 }
 
 /// A successful answer.
@@ -172,6 +240,10 @@ pub enum LocalResponse {
     Networks(Vec<NetworkInfo>),
     /// Names of the networks removed.
     NetworksRemoved(Vec<String>),
+    Endpoint(EndpointInfo),
+    Endpoints(Vec<EndpointInfo>),
+    /// Names of the endpoints removed.
+    EndpointsRemoved(Vec<String>),
     Status(StatusInfo),
 }
 
@@ -223,11 +295,20 @@ impl From<secnet_model::ModelError> for ApiError {
     fn from(e: secnet_model::ModelError) -> Self {
         use secnet_model::ModelError as M;
         let kind = match &e {
-            M::NetworkNotFound(_) | M::NodeNotFound(_) => ErrorKind::NotFound,
-            M::DuplicateNetworkName(_) | M::NetworkIdTaken(_) | M::NodeIdTaken(_) => {
-                ErrorKind::Conflict
+            M::NetworkNotFound(_) | M::NodeNotFound(_) | M::EndpointNotFound(_) => {
+                ErrorKind::NotFound
             }
-            M::Ipam(i) if i.to_string().contains("overlap") => ErrorKind::Conflict,
+            M::DuplicateNetworkName(_)
+            | M::NetworkIdTaken(_)
+            | M::NodeIdTaken(_)
+            | M::DuplicateEndpointName(_)
+            | M::NetworkInUse { .. }
+            | M::AlreadyConnected { .. } => ErrorKind::Conflict,
+            M::Ipam(
+                secnet_ipam::IpamError::OverlapsNetwork { .. }
+                | secnet_ipam::IpamError::OverlapsUnderlay { .. }
+                | secnet_ipam::IpamError::AddressInUse { .. },
+            ) => ErrorKind::Conflict,
             _ => ErrorKind::Invalid,
         };
         ApiError::new(kind, e.to_string())

@@ -18,8 +18,8 @@ pub enum WireError {
     /// The connection failed.
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
-    /// The length prefix exceeds [`MAX_FRAME`].
-    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME} bytes")]
+    /// The length prefix exceeds the limit.
+    #[error("frame of {0} bytes exceeds the size limit")]
     TooLarge(usize),
     /// The frame is not valid JSON for the expected message.
     #[error("malformed message: {0}")]
@@ -75,6 +75,17 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    read_msg_max(r, MAX_FRAME).await
+}
+
+/// Like [`read_msg`] with a smaller size limit: a peer that has not authenticated yet gets no
+/// more than it needs to say who it is.
+pub async fn read_msg_max<R, T>(r: &mut R, max: usize) -> Result<Option<T>, WireError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let max = max.min(MAX_FRAME);
     let mut len_bytes = [0u8; 4];
     match r.read_exact(&mut len_bytes).await {
         Ok(_) => {}
@@ -82,7 +93,7 @@ where
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len_bytes) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(WireError::TooLarge(len));
     }
     let mut body = vec![0u8; len];
@@ -119,6 +130,16 @@ mod tests {
         assert!(matches!(
             decode::<String>(&buf),
             Err(WireError::TooLarge(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn smaller_limit_is_enforced() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        write_msg(&mut a, &"x".repeat(100)).await.unwrap();
+        assert!(matches!(
+            read_msg_max::<_, String>(&mut b, 50).await,
+            Err(WireError::TooLarge(102))
         ));
     }
 

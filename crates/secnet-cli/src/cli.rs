@@ -23,6 +23,10 @@ pub const DEFAULT_SOCKET: &str = "/run/secnet/secnet.sock";
 pub const LONG_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long any other request may take.
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the endpoint requests that change this node's kernel objects (create, rm,
+/// connect, disconnect) may take: the daemon answers once the namespace and its interfaces
+/// exist, or are gone, on this node.
+pub const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shortest accepted `--key-rotation-interval`.
 pub const MIN_KEY_ROTATION: Duration = Duration::from_secs(10);
@@ -30,34 +34,40 @@ pub const MIN_KEY_ROTATION: Duration = Duration::from_secs(10);
 pub const MAX_KEY_ROTATION: Duration = Duration::from_secs(8760 * 3600);
 
 const ROOT_LONG_ABOUT: &str = "\
-secnet builds an encrypted overlay network across the nodes of a Linux cluster, the way \
-Docker Swarm's overlay networks do, without Docker.
+secnet builds overlay networks across the nodes of a Linux cluster, the way Docker Swarm's \
+overlay networks do, without Docker: VXLAN between the nodes, and on each node endpoints \
+(network namespaces) attached to the networks. Encrypted networks (WireGuard) can be \
+created, but this version cannot attach endpoints to them yet.
 
 This command talks to the local secnet daemon (secnetd) over its Unix socket; it must \
 usually run as root. Start by creating a cluster on one node with `secnet init`, then add \
 the other nodes with the `secnet join` command it prints. Create networks with \
-`secnet network create`.
+`secnet network create`, and attach this host's programs to them with `secnet endpoint \
+create`, `secnet run` and `secnet exec`.
 
 Examples:
   secnet init --advertise-addr eth0
   secnet join --token SNTKN-1-... 192.0.2.11:2377
   secnet node ls
-  secnet network create -d overlay --opt encrypted --subnet 10.20.0.0/24 backend
+  secnet network create -d overlay --subnet 10.20.0.0/24 backend
   secnet network ls --format json
+  secnet run --network backend -- ping -c 3 10.20.0.2
 
 Exit codes:
   0  success
   1  the daemon refused the request (invalid, not found, conflict, denied)
   2  the command line is wrong (unknown flag, bad value)
   3  the daemon or the cluster is unavailable (daemon not running, no quorum, timeout)
-  4  internal error (daemon bug, unexpected answer)";
+  4  internal error (daemon bug, unexpected answer)
+`secnet run` and `secnet exec` exit with the code of the command they ran (128+N when \
+signal N killed it), and with the codes above when they fail before running it.";
 
 /// The `secnet` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "secnet",
     version,
-    about = "Manage a secnet cluster and its encrypted overlay networks",
+    about = "Manage a secnet cluster and its overlay networks",
     long_about = ROOT_LONG_ABOUT,
     propagate_version = true,
     subcommand_required = true,
@@ -93,7 +103,7 @@ pub enum Command {
     #[command(long_about = JOIN_LONG_ABOUT)]
     Join(JoinArgs),
 
-    /// Show (or rotate) the token other nodes use to join the cluster
+    /// Show (or rotate) the token other nodes use to join the cluster (run on a manager)
     #[command(name = "join-token", long_about = JOIN_TOKEN_LONG_ABOUT)]
     JoinToken(JoinTokenArgs),
 
@@ -101,13 +111,25 @@ pub enum Command {
     #[command(long_about = LEAVE_LONG_ABOUT)]
     Leave(LeaveArgs),
 
-    /// Manage the nodes of the cluster (run on a manager)
-    #[command(subcommand)]
+    /// Manage the nodes of the cluster
+    #[command(subcommand, long_about = NODE_LONG_ABOUT)]
     Node(NodeCommand),
 
-    /// Manage overlay networks (run on a manager)
-    #[command(subcommand)]
+    /// Manage overlay networks (from any node)
+    #[command(subcommand, long_about = NETWORK_LONG_ABOUT)]
     Network(NetworkCommand),
+
+    /// Manage endpoints: network namespaces attached to overlay networks
+    #[command(subcommand, long_about = ENDPOINT_LONG_ABOUT)]
+    Endpoint(EndpointCommand),
+
+    /// Run a command in a new endpoint on a network, then remove the endpoint
+    #[command(long_about = RUN_LONG_ABOUT)]
+    Run(RunArgs),
+
+    /// Run a command in the network namespace of an endpoint of this host
+    #[command(long_about = EXEC_LONG_ABOUT)]
+    Exec(ExecArgs),
 
     /// Show the state of this node and the cluster as this node sees it
     #[command(long_about = STATUS_LONG_ABOUT)]
@@ -119,36 +141,39 @@ Create a new cluster with this node as its first manager.
 
 The node becomes the cluster's certificate authority and Raft leader. On success secnet \
 prints the `secnet join` command that adds workers; `secnet join-token manager` prints the \
-one for managers.
+one for managers. A node that is already in a cluster is refused (see --force-new-cluster \
+for recovering one that lost quorum).
 
 Examples:
   secnet init
   secnet init --advertise-addr 192.0.2.11 --data-path-addr eth1
   secnet init --default-addr-pool 10.20.0.0/16 --default-addr-pool-mask-length 26
-  secnet init --key-rotation-interval 6h";
+  secnet init --force-new-cluster";
 
 /// Options of `secnet init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Address other nodes use to reach this node's control API.
     ///
-    /// An IP address or an interface name (e.g. eth0), optionally followed by :PORT (default
-    /// port 2377). Defaults to the address of the interface holding the default route; needed
-    /// when that choice is ambiguous.
+    /// An IP address or an interface name (e.g. eth0; it must have exactly one IPv4 address),
+    /// optionally followed by :PORT (default port: the listen port, 2377 unless --listen-addr
+    /// gives another). Default: the IP of --listen-addr when that names a specific address,
+    /// otherwise the host's only non-loopback IPv4 address; when the host has several, the
+    /// command fails and asks for --advertise-addr.
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
     pub advertise_addr: Option<String>,
 
     /// Address this node's control API listens on.
     ///
-    /// An IP address or an interface name, optionally followed by :PORT. Default 0.0.0.0:2377
-    /// (all addresses, port 2377).
+    /// An IP address or an interface name, optionally followed by :PORT (default port 2377).
+    /// Default 0.0.0.0:2377 (all addresses, port 2377).
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
     pub listen_addr: Option<String>,
 
-    /// Address used for overlay (VXLAN/encrypted) data traffic.
+    /// Address used for overlay data traffic (VXLAN between the nodes).
     ///
     /// An IP address or an interface name, without a port. Use it to keep data traffic on
-    /// another interface than control traffic. Default: the advertise address.
+    /// another interface than control traffic. Default: the IP of the advertise address.
     #[arg(long, value_name = "ADDR", value_parser = NonEmptyStringValueParser::new())]
     pub data_path_addr: Option<String>,
 
@@ -171,17 +196,22 @@ pub struct InitArgs {
     #[arg(long, value_name = "BITS", value_parser = parse_mask_length)]
     pub default_addr_pool_mask_length: Option<u8>,
 
-    /// How often the data-path encryption keys are rotated.
+    /// Rotation interval of the pre-shared keys of encrypted networks.
     ///
-    /// A duration such as 30m, 12h or 1day 6h; accepted range 10s to 8760h (one year).
-    /// Default 12h.
+    /// Stored in the cluster configuration; this version does not rotate keys yet (encrypted
+    /// networks carry no traffic yet, see `secnet network create --help`). A duration such as
+    /// 30m, 12h or 1day 6h; accepted range 10s to 8760h (one year). Default 12h.
     #[arg(long, value_name = "DURATION", value_parser = parse_key_rotation_interval)]
     pub key_rotation_interval: Option<Duration>,
 
-    /// Restart a cluster from this manager's state after losing quorum.
+    /// Recover a cluster that lost quorum, from this manager's own state.
     ///
-    /// Makes this node the only manager of a new cluster that keeps the existing nodes,
-    /// networks and keys. Use it only when a majority of managers is permanently lost.
+    /// Run it on a surviving manager when a majority of the managers is permanently lost. The
+    /// cluster restarts with this node as its only manager, from its own copy of the state:
+    /// workers, networks and endpoints are kept, but the other managers are REMOVED from the
+    /// cluster; to come back, each must leave (`secnet leave --force` on it) and join again
+    /// with a token from `secnet join-token manager`. The other options of `secnet
+    /// init` are ignored.
     #[arg(long)]
     pub force_new_cluster: bool,
 }
@@ -190,7 +220,8 @@ const JOIN_LONG_ABOUT: &str = "\
 Join this node to an existing cluster, as a worker or a manager depending on the token.
 
 Get the token and the full command on a manager with `secnet join-token worker` or \
-`secnet join-token manager`. The command waits until the node has joined (up to 60s).
+`secnet join-token manager`. The command waits until the node has joined (up to 60s). A \
+node that is already in a cluster is refused: run `secnet leave` on it first.
 
 Examples:
   secnet join --token SNTKN-1-... 192.0.2.11:2377
@@ -214,20 +245,25 @@ pub struct JoinArgs {
 
     /// Address other nodes use to reach this node's control API.
     ///
-    /// An IP address or an interface name, optionally followed by :PORT (default port 2377).
-    /// Default: the address this node uses to reach the manager.
+    /// An IP address or an interface name (e.g. eth0; it must have exactly one IPv4 address),
+    /// optionally followed by :PORT (default port: the listen port, 2377 unless --listen-addr
+    /// gives another). Default: the IP of --listen-addr when that names a specific address,
+    /// otherwise the host's only non-loopback IPv4 address; when the host has several, the
+    /// command fails and asks for --advertise-addr.
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
     pub advertise_addr: Option<String>,
 
     /// Address this node's control API listens on.
     ///
-    /// An IP address or an interface name, optionally followed by :PORT. Default 0.0.0.0:2377.
+    /// An IP address or an interface name, optionally followed by :PORT (default port 2377).
+    /// Default 0.0.0.0:2377 (all addresses, port 2377).
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
     pub listen_addr: Option<String>,
 
-    /// Address used for overlay (VXLAN/encrypted) data traffic.
+    /// Address used for overlay data traffic (VXLAN between the nodes).
     ///
-    /// An IP address or an interface name, without a port. Default: the advertise address.
+    /// An IP address or an interface name, without a port. Default: the IP of the advertise
+    /// address.
     #[arg(long, value_name = "ADDR", value_parser = NonEmptyStringValueParser::new())]
     pub data_path_addr: Option<String>,
 
@@ -238,7 +274,7 @@ pub struct JoinArgs {
 
 const JOIN_TOKEN_LONG_ABOUT: &str = "\
 Show the token, and the full `secnet join` command, that adds a worker or a manager to the \
-cluster. Run it on a manager.
+cluster. Run it on a manager: it fails on a worker.
 
 Examples:
   secnet join-token worker
@@ -250,7 +286,8 @@ Examples:
 pub enum RoleArg {
     /// A node that only runs workloads attached to the overlay networks.
     Worker,
-    /// A node that also holds the cluster state (Raft voter) and accepts commands.
+    /// A node that also holds the cluster state (Raft voter) and manages membership, roles and
+    /// join tokens.
     Manager,
 }
 
@@ -282,10 +319,14 @@ pub struct JoinTokenArgs {
 }
 
 const LEAVE_LONG_ABOUT: &str = "\
-Make this node leave the cluster: it stops carrying overlay traffic and forgets the cluster \
-state and its credentials.
+Make this node leave the cluster: it is removed from the cluster (its certificate is \
+refused from then on and its endpoints are removed everywhere), its endpoints and overlay \
+interfaces are taken out of this host's kernel, so it stops carrying overlay traffic, and \
+it forgets the cluster state and its credentials. To come back it must join again.
 
-A manager must be demoted first (`secnet node demote`), unless --force is given.
+A manager is refused unless --force is given: demote it first (`secnet node demote`), or \
+with --force it is removed from the Raft voters and from the node table, then leaves. The \
+command also fails when the cluster cannot be told (no quorum); --force leaves anyway.
 
 Examples:
   secnet leave
@@ -294,10 +335,10 @@ Examples:
 /// Options of `secnet leave`.
 #[derive(Debug, Args)]
 pub struct LeaveArgs {
-    /// Leave even if this node is a manager.
+    /// Leave even if this node is a manager, or if the cluster cannot be told.
     ///
-    /// Leaving as a manager can break the cluster's quorum; for the last manager it destroys
-    /// the cluster.
+    /// Leaving as a manager reduces the managers' fault tolerance and can cost the cluster its
+    /// quorum; when the last manager leaves, the cluster is gone.
     #[arg(short, long)]
     pub force: bool,
 }
@@ -308,7 +349,8 @@ pub enum ListFormat {
     /// Aligned columns for humans.
     #[default]
     Table,
-    /// A JSON array (or object, for status) on one line, for scripts.
+    /// JSON on one line, for scripts: an array for the listings, an object for status and
+    /// endpoint create.
     Json,
 }
 
@@ -319,6 +361,10 @@ pub enum InspectFormat {
     Json,
 }
 
+const NODE_LONG_ABOUT: &str = "\
+Manage the nodes of the cluster. `ls` and `inspect` work on any node, workers included; \
+`promote`, `demote` and `rm` must run on a manager.";
+
 /// `secnet node ...`
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -326,7 +372,8 @@ pub enum NodeCommand {
     #[command(
         visible_alias = "list",
         long_about = "\
-List the nodes of the cluster. The node you are on is marked with `*` after its ID.
+List the nodes of the cluster. The node you are on is marked with `*` after its ID. Works \
+on any node, workers included.
 
 MANAGER STATUS is Leader for the Raft leader, Reachable or Unreachable for the other \
 managers, and empty for workers.
@@ -340,7 +387,8 @@ Examples:
 
     /// Show details of one or more nodes as JSON
     #[command(long_about = "\
-Show details of one or more nodes (by ID, unique ID prefix or hostname) as a JSON array.
+Show details of one or more nodes (by ID, unique ID prefix or hostname) as a JSON array. \
+Works on any node, workers included.
 
 Examples:
   secnet node inspect worker1
@@ -349,7 +397,8 @@ Examples:
 
     /// Make one or more workers managers
     #[command(long_about = "\
-Make one or more workers managers: they become Raft voters and accept commands.
+Make one or more workers managers: they become Raft voters and accept commands. Run it on \
+a manager.
 
 Keep an odd number of managers (3 or 5): a cluster stays writable while a majority of them \
 is reachable.
@@ -360,20 +409,26 @@ Example:
 
     /// Make one or more managers workers
     #[command(long_about = "\
-Make one or more managers workers. The last manager cannot be demoted.
+Make one or more managers workers: they leave the Raft voters. Run it on a manager. The \
+last manager cannot be demoted.
 
 Example:
   secnet node demote manager3")]
     Demote(NodeTargets),
 
-    /// Remove one or more nodes from the cluster
+    /// Remove one or more workers from the cluster
     #[command(
         visible_alias = "remove",
         long_about = "\
-Remove one or more nodes from the cluster and revoke their certificates: they can no longer \
-talk to the cluster and their overlay traffic is refused.
+Remove one or more workers from the cluster. Run it on a manager.
 
-A node that is still up should leave first (`secnet leave` on it); --force removes it anyway.
+A removed node's certificate is refused from then on, so it can no longer talk to the \
+cluster, and its endpoints are removed everywhere: from the cluster state, and from the \
+overlay data path of the other nodes, which stop sending it overlay traffic.
+
+Managers are refused: demote them first (`secnet node demote`). Without --force, a node \
+whose status is not down is refused: stop it first, or rather run `secnet leave` on it, \
+which removes it from the cluster too.
 
 Examples:
   secnet node rm worker3
@@ -417,7 +472,7 @@ pub struct NodeTargets {
 /// Options of `secnet node rm`.
 #[derive(Debug, Args)]
 pub struct NodeRmArgs {
-    /// Remove the nodes even if they are up or are managers.
+    /// Remove the nodes even if their status is not down (managers are refused all the same).
     #[arg(short, long)]
     pub force: bool,
 
@@ -425,6 +480,10 @@ pub struct NodeRmArgs {
     #[arg(required = true, value_name = "NODE", value_parser = NonEmptyStringValueParser::new())]
     pub nodes: Vec<String>,
 }
+
+const NETWORK_LONG_ABOUT: &str = "\
+Manage the cluster's overlay networks. Every network command works on any node, workers \
+included: changes are forwarded to the managers, so they need a reachable manager quorum.";
 
 /// `secnet network ...`
 #[derive(Debug, Subcommand)]
@@ -463,6 +522,10 @@ Examples:
 Remove one or more networks (by name, ID or unique ID prefix) from the cluster. Prints the \
 name of each network removed.
 
+A network that still has endpoints is refused: remove them (`secnet endpoint rm`) or \
+detach them (`secnet endpoint disconnect`) first. If one of the networks does not exist, \
+none is removed.
+
 Example:
   secnet network rm backend frontend"
     )]
@@ -473,18 +536,26 @@ const NETWORK_CREATE_LONG_ABOUT: &str = "\
 Create a network that spans the nodes of the cluster, and print its ID.
 
 Without --subnet a subnet is allocated from the cluster's address pools (see `secnet init \
---default-addr-pool`). With --opt encrypted, traffic between nodes on the network is \
-encrypted and authenticated.
+--default-addr-pool`). Between nodes, the traffic of the network's endpoints travels as \
+VXLAN over the data path (see `secnet init --data-path-addr` and --data-path-port), \
+unencrypted.
+
+--opt encrypted marks the network encrypted: its traffic between nodes is to go through \
+WireGuard tunnels. That data path is not built in this version, so endpoints cannot use \
+an encrypted network yet: `secnet endpoint create` and `secnet run` refuse it. The network \
+itself can be created, listed, inspected and removed, and its MTU already allows for the \
+WireGuard overhead.
 
 Options (--opt):
-  encrypted         encrypt the traffic between nodes (same as encrypted=true)
+  encrypted         mark the network encrypted (same as encrypted=true); see above
   encrypted=BOOL    true or false
-  mtu=N             MTU of the network's interfaces, 1280 to 9000 (default: derived from the
-                    data-path interface, less the encapsulation overhead)
+  mtu=N             MTU of the network's interfaces, 1280 to 9000 (default: the MTU of the
+                    data-path interface, less the VXLAN overhead, and less the WireGuard
+                    overhead too on an encrypted network)
 
 Examples:
   secnet network create backend
-  secnet network create -d overlay --opt encrypted --attachable backend
+  secnet network create -d overlay --attachable backend
   secnet network create --subnet 10.30.0.0/24 --gateway 10.30.0.254 -o mtu=1400 db
   secnet network create --label team=payments --label env=prod payments";
 
@@ -493,8 +564,7 @@ Examples:
 pub struct NetworkCreateArgs {
     /// Network driver (default overlay).
     ///
-    /// secnetd provides overlay; any other name is passed to the daemon, which refuses the
-    /// drivers it does not know.
+    /// overlay is the only driver: the daemon refuses any other name.
     #[arg(
         short,
         long,
@@ -510,19 +580,23 @@ pub struct NetworkCreateArgs {
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub subnet: Option<Ipv4Net>,
 
-    /// Gateway address, inside the subnet.
+    /// Gateway address, inside the subnet; needs --subnet.
     ///
-    /// Default: the first address of the subnet.
+    /// The endpoints' default route points to it. Default: the first host address of the
+    /// subnet (e.g. 10.30.0.1 for 10.30.0.0/24).
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
 
     /// Driver option (repeatable): encrypted, encrypted=true|false, mtu=N.
     ///
-    /// encrypted: encrypt traffic between nodes. mtu=N: interface MTU, 1280 to 9000.
+    /// encrypted: mark the network encrypted (in this version endpoints cannot be created on
+    /// it yet). mtu=N: interface MTU, 1280 to 9000.
     #[arg(short, long = "opt", value_name = "KEY[=VALUE]", value_parser = parse_network_opt)]
     pub opts: Vec<NetworkOpt>,
 
-    /// Let standalone workloads (not just services) attach to the network.
+    /// Mark the network attachable.
+    ///
+    /// Stored and shown by `secnet network inspect`; it has no effect in this version.
     #[arg(long)]
     pub attachable: bool,
 
@@ -575,9 +649,318 @@ pub struct NetworkRmArgs {
     pub networks: Vec<String>,
 }
 
+const ENDPOINT_LONG_ABOUT: &str = "\
+Manage endpoints. An endpoint is a network namespace on one host of the cluster, with an \
+interface (eth0) on an overlay network: processes run inside it reach the other endpoints \
+of the network, on any node, at their overlay addresses.
+
+`secnet endpoint create` makes one on the host you run it on; run programs in it with \
+`secnet exec` or `nsenter --net=PATH`. `secnet run` creates one, runs a command in it and \
+removes it, in one go. The listing and inspect commands show the endpoints of every node.
+
+Every endpoint command works on any node, workers included; a worker can change (rm, \
+connect, disconnect) only its own endpoints, a manager any node's. Endpoints cannot use \
+encrypted networks in this version (see `secnet network create --help`).
+
+Examples:
+  secnet endpoint create --network backend --name web1
+  secnet exec web1 -- ip addr
+  secnet endpoint connect frontend web1
+  secnet endpoint ls --network backend
+  secnet endpoint rm web1";
+
+/// `secnet endpoint ...`
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Create an endpoint on this host, attached to a network
+    #[command(long_about = ENDPOINT_CREATE_LONG_ABOUT)]
+    Create(EndpointCreateArgs),
+
+    /// List endpoints
+    #[command(
+        visible_alias = "list",
+        long_about = "\
+List the endpoints of the cluster, on every node, or only those attached to --network.
+
+NODE is the hostname of the node the endpoint lives on. IP and MAC are those of its eth0 \
+(the interface on the network it was created on). INTERFACES lists all of its interfaces \
+as IFNAME:NETWORK.
+
+Examples:
+  secnet endpoint ls
+  secnet endpoint ls --network backend -q
+  secnet endpoint ls --format json"
+    )]
+    Ls(EndpointLsArgs),
+
+    /// Show details of one or more endpoints as JSON
+    #[command(long_about = "\
+Show details of one or more endpoints (by name, ID or unique ID prefix) as a JSON array: \
+node, addresses, every interface with its network, address, gateway, MAC and MTU, and \
+`netns`, the path of the endpoint's network namespace (only for endpoints of this host; \
+null for the others).
+
+Examples:
+  secnet endpoint inspect web1
+  secnet endpoint inspect --format json web1 web2")]
+    Inspect(EndpointInspectArgs),
+
+    /// Remove one or more endpoints
+    #[command(
+        visible_alias = "remove",
+        long_about = "\
+Remove one or more endpoints (by name, ID or unique ID prefix), and print the name of each \
+endpoint removed. On a worker, only endpoints of this node can be removed; a manager can \
+remove any node's, and that node removes its namespace. For an endpoint of this host the command returns once its namespace and \
+interfaces are gone (it may take up to 30s); processes still running in the namespace lose \
+their network.
+
+If one of the endpoints does not exist, none is removed.
+
+Example:
+  secnet endpoint rm web1 web2"
+    )]
+    Rm(EndpointRmArgs),
+
+    /// Attach an endpoint to one more network
+    #[command(long_about = "\
+Attach endpoint ENDPOINT to network NETWORK (the argument order of `docker network \
+connect`): the endpoint gets a new interface (eth1, eth2, ...) with an address from the \
+network's subnet, or --ip. Its default route stays on eth0. Prints the endpoint's \
+interfaces afterwards.
+
+On a worker, only endpoints of this node can be connected; a manager can connect any \
+node's. Endpoints cannot use encrypted networks in this version (see `secnet network create \
+--help`).
+
+Examples:
+  secnet endpoint connect frontend web1
+  secnet endpoint connect --ip 10.30.0.20 frontend web1")]
+    Connect(EndpointConnectArgs),
+
+    /// Detach an endpoint from a network
+    #[command(long_about = "\
+Detach endpoint ENDPOINT from network NETWORK (the argument order of `docker network \
+disconnect`): its interface on that network is removed and the address freed. An \
+endpoint keeps at least one network: remove it with `secnet endpoint rm` instead. Prints \
+the endpoint's interfaces afterwards. On a worker, only endpoints of this node can be \
+disconnected; a manager can disconnect any node's.
+
+Example:
+  secnet endpoint disconnect frontend web1")]
+    Disconnect(EndpointDisconnectArgs),
+}
+
+const ENDPOINT_CREATE_LONG_ABOUT: &str = "\
+Create an endpoint on the network given with --network, on THIS host (the one secnet runs \
+on), and print its name. Works on any node, workers included. The network must be \
+unencrypted: encrypted networks are refused in this version, as their WireGuard data path \
+is not built yet.
+
+The endpoint is a new network namespace holding one interface, eth0, on the network: eth0 \
+gets an address from the network's subnet (the lowest free one, or --ip), the network's MTU, \
+and a default route via the network's gateway. The command returns once the namespace and \
+its interface exist (it may take up to 30s).
+
+Run programs in it with `secnet exec NAME -- COMMAND`, or with `nsenter --net=PATH \
+COMMAND`, where PATH is the endpoint's `netns` (shown by `secnet endpoint inspect NAME` and \
+by --format json). Attach it to more networks with `secnet endpoint connect`, and remove it \
+with `secnet endpoint rm`. `secnet run` creates an endpoint, runs a command in it and \
+removes it, in one go.
+
+Examples:
+  secnet endpoint create --network backend
+  secnet endpoint create --network backend --name web1 --ip 10.20.0.10
+  nsenter --net=\"$(secnet endpoint create --network backend --format json | jq -r .netns)\" ip addr";
+
+/// Where a new endpoint goes: shared by `endpoint create` and `run`.
+#[derive(Debug, Args)]
+pub struct NewEndpointArgs {
+    /// Network to put the endpoint's eth0 on: name, ID or unique ID prefix.
+    #[arg(long, value_name = "NETWORK", value_parser = NonEmptyStringValueParser::new())]
+    pub network: String,
+
+    /// Name of the endpoint, unique in the cluster.
+    ///
+    /// Default: the network's name followed by a random suffix, e.g. backend-3fa9c2.
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    pub name: Option<String>,
+
+    /// IPv4 address of eth0, inside the network's subnet and not in use.
+    ///
+    /// Default: the lowest free address of the subnet.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl NewEndpointArgs {
+    /// The `EndpointCreate` request for these arguments.
+    pub fn into_request(self) -> LocalRequest {
+        LocalRequest::EndpointCreate {
+            network: self.network,
+            name: self.name,
+            ip: self.ip,
+        }
+    }
+}
+
+/// Options of `secnet endpoint create`.
+#[derive(Debug, Args)]
+pub struct EndpointCreateArgs {
+    #[command(flatten)]
+    pub endpoint: NewEndpointArgs,
+
+    /// Output format: table (the endpoint's name) or json (the endpoint as a JSON object,
+    /// with its `netns` path).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Options of `secnet endpoint ls`.
+#[derive(Debug, Args)]
+pub struct EndpointLsArgs {
+    /// Only the endpoints attached to this network: name, ID or unique ID prefix.
+    #[arg(long, value_name = "NETWORK", value_parser = NonEmptyStringValueParser::new())]
+    pub network: Option<String>,
+
+    /// Print only the endpoint names, one a line.
+    #[arg(short, long, conflicts_with = "format")]
+    pub quiet: bool,
+
+    /// Output format: table (aligned columns) or json (a JSON array of endpoints).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Options of `secnet endpoint inspect`.
+#[derive(Debug, Args)]
+pub struct EndpointInspectArgs {
+    /// Print the JSON array on one line instead of indented.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<InspectFormat>,
+
+    /// Endpoints to show: name, ID or unique ID prefix.
+    #[arg(
+        required = true,
+        value_name = "ENDPOINT",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
+    pub endpoints: Vec<String>,
+}
+
+/// Options of `secnet endpoint rm`.
+#[derive(Debug, Args)]
+pub struct EndpointRmArgs {
+    /// Endpoints to remove: name, ID or unique ID prefix.
+    #[arg(
+        required = true,
+        value_name = "ENDPOINT",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
+    pub endpoints: Vec<String>,
+}
+
+/// Options of `secnet endpoint connect`.
+#[derive(Debug, Args)]
+pub struct EndpointConnectArgs {
+    /// IPv4 address of the new interface, inside the network's subnet and not in use.
+    ///
+    /// Default: the lowest free address of the subnet.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<Ipv4Addr>,
+
+    /// Network to attach the endpoint to: name, ID or unique ID prefix.
+    #[arg(value_name = "NETWORK", value_parser = NonEmptyStringValueParser::new())]
+    pub network: String,
+
+    /// Endpoint to attach: name, ID or unique ID prefix.
+    #[arg(value_name = "ENDPOINT", value_parser = NonEmptyStringValueParser::new())]
+    pub endpoint: String,
+}
+
+/// Options of `secnet endpoint disconnect`.
+#[derive(Debug, Args)]
+pub struct EndpointDisconnectArgs {
+    /// Network to detach the endpoint from: name, ID or unique ID prefix.
+    #[arg(value_name = "NETWORK", value_parser = NonEmptyStringValueParser::new())]
+    pub network: String,
+
+    /// Endpoint to detach: name, ID or unique ID prefix.
+    #[arg(value_name = "ENDPOINT", value_parser = NonEmptyStringValueParser::new())]
+    pub endpoint: String,
+}
+
+const RUN_LONG_ABOUT: &str = "\
+Run a command in a new endpoint on a network, like `docker run --rm --network NETWORK`: \
+secnet creates an endpoint on this host (a network namespace whose eth0 is on the network, \
+see `secnet endpoint create --help`), runs the command in it with `nsenter --net=PATH -- \
+COMMAND [ARGS...]`, waits for it to exit, and then removes the endpoint, however the \
+command ended.
+
+The command keeps secnet's standard input, output and error, user, mount namespace and \
+working directory: only its network is different. secnet itself prints nothing on standard \
+output, so the command's output passes through untouched; secnet's own messages go to \
+standard error. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to secnet are passed on to the \
+command, and secnet keeps waiting for it (a ^C typed at the terminal reaches the command \
+directly and is not passed on twice). If the endpoint cannot be created (for instance on an \
+encrypted network, which this version refuses), nothing is run.
+
+Put the command after `--`, so that its options are not taken for secnet's.
+
+Exit code: the command's own exit code, or 128+N if signal N killed it; 126 or 127 if \
+nsenter or the command cannot be run or found; otherwise the usual codes (see `secnet \
+--help`) when the endpoint cannot be created.
+
+Examples:
+  secnet run --network backend -- ping -c 3 10.20.0.2
+  secnet run --network backend --name probe --ip 10.20.0.50 -- curl -s http://10.20.0.2:8080/
+  secnet run --network backend -- sh -c 'ip addr show eth0; ip route'";
+
+/// Options of `secnet run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub endpoint: NewEndpointArgs,
+
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+const EXEC_LONG_ABOUT: &str = "\
+Run a command in the network namespace of an existing endpoint of this host, like `docker \
+exec`: secnet looks the endpoint up and replaces itself with `nsenter --net=PATH -- COMMAND \
+[ARGS...]`, PATH being the endpoint's namespace.
+
+The command keeps secnet's standard input, output and error, user, mount namespace and \
+working directory: only its network is different. secnet's exit code is the command's (126 \
+or 127 if nsenter or the command cannot be run or found).
+
+The endpoint must live on this host: for an endpoint of another node, secnet fails and \
+names that node; run `secnet exec` there. Put the command after `--`.
+
+Examples:
+  secnet exec web1 -- ip addr show
+  secnet exec web1 -- ping -c 3 10.20.0.3
+  secnet exec web1 -- sh";
+
+/// Options of `secnet exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The endpoint: name, ID or unique ID prefix.
+    #[arg(value_name = "ENDPOINT", value_parser = NonEmptyStringValueParser::new())]
+    pub endpoint: String,
+
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 const STATUS_LONG_ABOUT: &str = "\
-Show whether this node is in a cluster, its role, the leader, and counts of managers, nodes \
-and networks. Works on workers too, and on a node that is not in a cluster (state inactive).
+Show whether this node is in a cluster, its role, the leader, the counts of managers (and \
+how many answer), nodes and networks, this node's addresses, and whether its data path \
+matches the cluster state (or the errors of its last pass). Works on workers too, and on a \
+node that is not in a cluster (state inactive).
 
 Examples:
   secnet status
@@ -628,6 +1011,19 @@ pub enum Render {
         compact: bool,
     },
     NetworkRm,
+    EndpointCreate {
+        format: ListFormat,
+    },
+    EndpointLs {
+        quiet: bool,
+        format: ListFormat,
+    },
+    EndpointInspect {
+        compact: bool,
+    },
+    EndpointRm,
+    /// `endpoint connect` / `disconnect`: the endpoint's interfaces afterwards.
+    EndpointInterfaces,
     Status {
         format: ListFormat,
     },
@@ -643,16 +1039,52 @@ pub struct Invocation {
     pub progress: Option<String>,
 }
 
+/// What a parsed command does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send one request and show its answer on stdout.
+    Request(Invocation),
+    /// `secnet run`: create an endpoint with `create` (an `EndpointCreate`), run `command`
+    /// in it, remove it.
+    Run {
+        create: LocalRequest,
+        command: Vec<String>,
+    },
+    /// `secnet exec`: run `command` in the namespace of `endpoint`.
+    Exec {
+        endpoint: String,
+        command: Vec<String>,
+    },
+}
+
 impl Command {
-    /// Turns the parsed command into the request for the daemon.
-    pub fn into_invocation(self) -> Invocation {
+    /// Turns the parsed command into what `secnet` does.
+    pub fn into_action(self) -> Action {
         let short = |request, render| Invocation {
             request,
             timeout: SHORT_TIMEOUT,
             render,
             progress: None,
         };
-        match self {
+        let endpoint = |request, render| Invocation {
+            request,
+            timeout: ENDPOINT_TIMEOUT,
+            render,
+            progress: None,
+        };
+        Action::Request(match self {
+            Command::Run(a) => {
+                return Action::Run {
+                    create: a.endpoint.into_request(),
+                    command: a.command,
+                }
+            }
+            Command::Exec(a) => {
+                return Action::Exec {
+                    endpoint: a.endpoint,
+                    command: a.command,
+                }
+            }
             Command::Init(a) => Invocation {
                 request: LocalRequest::Init(InitRequest {
                     advertise_addr: a.advertise_addr,
@@ -745,8 +1177,48 @@ impl Command {
                 },
                 Render::NetworkRm,
             ),
+            Command::Endpoint(EndpointCommand::Create(a)) => endpoint(
+                a.endpoint.into_request(),
+                Render::EndpointCreate { format: a.format },
+            ),
+            Command::Endpoint(EndpointCommand::Ls(a)) => short(
+                LocalRequest::EndpointLs { network: a.network },
+                Render::EndpointLs {
+                    quiet: a.quiet,
+                    format: a.format,
+                },
+            ),
+            Command::Endpoint(EndpointCommand::Inspect(a)) => short(
+                LocalRequest::EndpointInspect {
+                    endpoints: a.endpoints,
+                },
+                Render::EndpointInspect {
+                    compact: a.format.is_some(),
+                },
+            ),
+            Command::Endpoint(EndpointCommand::Rm(a)) => endpoint(
+                LocalRequest::EndpointRm {
+                    endpoints: a.endpoints,
+                },
+                Render::EndpointRm,
+            ),
+            Command::Endpoint(EndpointCommand::Connect(a)) => endpoint(
+                LocalRequest::EndpointConnect {
+                    network: a.network,
+                    endpoint: a.endpoint,
+                    ip: a.ip,
+                },
+                Render::EndpointInterfaces,
+            ),
+            Command::Endpoint(EndpointCommand::Disconnect(a)) => endpoint(
+                LocalRequest::EndpointDisconnect {
+                    network: a.network,
+                    endpoint: a.endpoint,
+                },
+                Render::EndpointInterfaces,
+            ),
             Command::Status(a) => short(LocalRequest::Status, Render::Status { format: a.format }),
-        }
+        })
     }
 }
 
@@ -867,8 +1339,17 @@ mod tests {
     fn parse(args: &[&str]) -> Invocation {
         let mut argv = vec!["secnet"];
         argv.extend_from_slice(args);
+        match parse_action(args) {
+            Action::Request(inv) => inv,
+            other => panic!("{args:?} should be a plain request, got {other:?}"),
+        }
+    }
+
+    fn parse_action(args: &[&str]) -> Action {
+        let mut argv = vec!["secnet"];
+        argv.extend_from_slice(args);
         match Cli::try_parse_from(argv) {
-            Ok(cli) => cli.command.into_invocation(),
+            Ok(cli) => cli.command.into_action(),
             Err(e) => panic!("{args:?} should parse: {e}"),
         }
     }
@@ -1321,6 +1802,311 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_create_parses() {
+        let inv = parse(&["endpoint", "create", "--network", "backend"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointCreate {
+                network: "backend".into(),
+                name: None,
+                ip: None
+            })
+        );
+        assert_eq!(inv.timeout, ENDPOINT_TIMEOUT);
+        assert_eq!(
+            inv.render,
+            Render::EndpointCreate {
+                format: ListFormat::Table
+            }
+        );
+        let inv = parse(&[
+            "endpoint",
+            "create",
+            "--name",
+            "web1",
+            "--ip",
+            "10.20.0.10",
+            "--network",
+            "backend",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointCreate {
+                network: "backend".into(),
+                name: Some("web1".into()),
+                ip: Some(Ipv4Addr::new(10, 20, 0, 10))
+            })
+        );
+        assert_eq!(
+            inv.render,
+            Render::EndpointCreate {
+                format: ListFormat::Json
+            }
+        );
+    }
+
+    #[test]
+    fn endpoint_create_bad_inputs() {
+        let e = parse_err(&["endpoint", "create", "--network", "n", "--ip", "10.0.0"]);
+        assert!(e.contains("'10.0.0'") && e.contains("--ip"), "{e}");
+        let e = parse_err(&[
+            "endpoint",
+            "create",
+            "--network",
+            "n",
+            "--ip",
+            "10.0.0.0/24",
+        ]);
+        assert!(e.contains("10.0.0.0/24"), "{e}");
+        let e = parse_err(&["endpoint", "create"]);
+        assert!(e.contains("--network <NETWORK>"), "{e}");
+        let e = parse_err(&["endpoint", "create", "--network", ""]);
+        assert!(e.contains("--network"), "{e}");
+        let e = parse_err(&["endpoint", "create", "--network", "n", "--name", ""]);
+        assert!(e.contains("--name"), "{e}");
+        let e = parse_err(&["endpoint", "create", "--network", "n", "--format", "yaml"]);
+        assert!(e.contains("yaml"), "{e}");
+        // The name is a flag, not a positional as in `network create`.
+        parse_err(&["endpoint", "create", "--network", "n", "web1"]);
+    }
+
+    #[test]
+    fn endpoint_ls_inspect_rm_parse() {
+        let inv = parse(&["endpoint", "ls"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointLs { network: None })
+        );
+        assert_eq!(
+            inv.render,
+            Render::EndpointLs {
+                quiet: false,
+                format: ListFormat::Table
+            }
+        );
+        let inv = parse(&["endpoint", "list", "--network", "backend", "-q"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointLs {
+                network: Some("backend".into())
+            })
+        );
+        assert_eq!(
+            inv.render,
+            Render::EndpointLs {
+                quiet: true,
+                format: ListFormat::Table
+            }
+        );
+        assert_eq!(
+            parse(&["endpoint", "ls", "--format", "json"]).render,
+            Render::EndpointLs {
+                quiet: false,
+                format: ListFormat::Json
+            }
+        );
+        parse_err(&["endpoint", "ls", "-q", "--format", "json"]);
+        let e = parse_err(&["endpoint", "ls", "--network"]);
+        assert!(e.contains("--network"), "{e}");
+
+        let inv = parse(&["endpoint", "inspect", "web1", "web2"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointInspect {
+                endpoints: vec!["web1".into(), "web2".into()]
+            })
+        );
+        assert_eq!(inv.render, Render::EndpointInspect { compact: false });
+        assert_eq!(
+            parse(&["endpoint", "inspect", "--format", "json", "web1"]).render,
+            Render::EndpointInspect { compact: true }
+        );
+        parse_err(&["endpoint", "inspect"]);
+
+        let inv = parse(&["endpoint", "rm", "web1", "web2"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointRm {
+                endpoints: vec!["web1".into(), "web2".into()]
+            })
+        );
+        assert_eq!(inv.render, Render::EndpointRm);
+        assert_eq!(inv.timeout, ENDPOINT_TIMEOUT);
+        assert_eq!(
+            json(&parse(&["endpoint", "remove", "x"]).request),
+            json(&LocalRequest::EndpointRm {
+                endpoints: vec!["x".into()]
+            })
+        );
+        parse_err(&["endpoint", "rm"]);
+    }
+
+    #[test]
+    fn endpoint_connect_disconnect_parse() {
+        // Docker's order: NETWORK, then the endpoint.
+        let inv = parse(&["endpoint", "connect", "frontend", "web1"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointConnect {
+                network: "frontend".into(),
+                endpoint: "web1".into(),
+                ip: None
+            })
+        );
+        assert_eq!(inv.render, Render::EndpointInterfaces);
+        assert_eq!(inv.timeout, ENDPOINT_TIMEOUT);
+        let inv = parse(&[
+            "endpoint",
+            "connect",
+            "frontend",
+            "web1",
+            "--ip",
+            "10.30.0.20",
+        ]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointConnect {
+                network: "frontend".into(),
+                endpoint: "web1".into(),
+                ip: Some(Ipv4Addr::new(10, 30, 0, 20))
+            })
+        );
+        let e = parse_err(&["endpoint", "connect", "--ip", "10.0.0", "frontend", "web1"]);
+        assert!(e.contains("'10.0.0'"), "{e}");
+        let e = parse_err(&["endpoint", "connect", "frontend"]);
+        assert!(e.contains("<ENDPOINT>"), "{e}");
+
+        let inv = parse(&["endpoint", "disconnect", "frontend", "web1"]);
+        assert_eq!(
+            json(&inv.request),
+            json(&LocalRequest::EndpointDisconnect {
+                network: "frontend".into(),
+                endpoint: "web1".into()
+            })
+        );
+        assert_eq!(inv.render, Render::EndpointInterfaces);
+        parse_err(&["endpoint", "disconnect", "frontend"]);
+        parse_err(&[
+            "endpoint",
+            "disconnect",
+            "frontend",
+            "web1",
+            "--ip",
+            "10.30.0.20",
+        ]);
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn run_parses() {
+        let Action::Run { create, command } = parse_action(&[
+            "run",
+            "--network",
+            "backend",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ]) else {
+            panic!("not run")
+        };
+        assert_eq!(
+            json(&create),
+            json(&LocalRequest::EndpointCreate {
+                network: "backend".into(),
+                name: None,
+                ip: None
+            })
+        );
+        assert_eq!(command, strings(&["sh", "-c", "echo hi; exit 7"]));
+        // Everything after `--` is the command's, flags and `--` included.
+        let Action::Run { create, command } = parse_action(&[
+            "run",
+            "--name",
+            "probe",
+            "--ip",
+            "10.20.0.50",
+            "--network",
+            "backend",
+            "--",
+            "ping",
+            "--network",
+            "-c",
+            "3",
+            "--",
+            "x",
+        ]) else {
+            panic!("not run")
+        };
+        assert_eq!(
+            json(&create),
+            json(&LocalRequest::EndpointCreate {
+                network: "backend".into(),
+                name: Some("probe".into()),
+                ip: Some(Ipv4Addr::new(10, 20, 0, 50))
+            })
+        );
+        assert_eq!(
+            command,
+            strings(&["ping", "--network", "-c", "3", "--", "x"])
+        );
+    }
+
+    #[test]
+    fn run_bad_inputs() {
+        // No command at all.
+        let e = parse_err(&["run", "--network", "backend"]);
+        assert!(e.contains("<COMMAND>"), "{e}");
+        let e = parse_err(&["run", "--network", "backend", "--"]);
+        assert!(e.contains("<COMMAND>"), "{e}");
+        // A command without `--` before it.
+        let e = parse_err(&["run", "--network", "backend", "sh", "-c", "true"]);
+        assert!(e.contains("'sh'") && e.contains("-- <COMMAND>"), "{e}");
+        // No network.
+        let e = parse_err(&["run", "--", "sh"]);
+        assert!(e.contains("--network <NETWORK>"), "{e}");
+        let e = parse_err(&["run", "--network", "backend", "--ip", "10.0.0", "--", "sh"]);
+        assert!(e.contains("'10.0.0'") && e.contains("--ip"), "{e}");
+        let e = parse_err(&[
+            "run",
+            "--network",
+            "backend",
+            "--ip",
+            "300.1.1.1",
+            "--",
+            "sh",
+        ]);
+        assert!(e.contains("300.1.1.1"), "{e}");
+    }
+
+    #[test]
+    fn exec_parses() {
+        let Action::Exec { endpoint, command } =
+            parse_action(&["exec", "web1", "--", "ip", "-br", "addr"])
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(endpoint, "web1");
+        assert_eq!(command, strings(&["ip", "-br", "addr"]));
+    }
+
+    #[test]
+    fn exec_bad_inputs() {
+        let e = parse_err(&["exec", "web1"]);
+        assert!(e.contains("<COMMAND>"), "{e}");
+        let e = parse_err(&["exec", "web1", "ip", "addr"]);
+        assert!(e.contains("'ip'") && e.contains("-- <COMMAND>"), "{e}");
+        let e = parse_err(&["exec", "--", "ip", "addr"]);
+        assert!(e.contains("<ENDPOINT>"), "{e}");
+        parse_err(&["exec", "", "--", "ip"]);
+    }
+
+    #[test]
     fn status_parses() {
         let inv = parse(&["status"]);
         assert_eq!(json(&inv.request), json(&LocalRequest::Status));
@@ -1345,18 +2131,99 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
     }
 
-    #[test]
-    fn help_teaches() {
-        let help = Cli::command()
-            .find_subcommand_mut("init")
-            .unwrap()
-            .render_long_help()
+    /// The long help of the command at `path` (empty: `secnet` itself), its whitespace
+    /// collapsed so that line wrapping does not matter.
+    fn long_help(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).unwrap();
+        }
+        sub.render_long_help()
             .to_string()
             .split_whitespace()
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" ")
+    }
+
+    #[test]
+    fn help_teaches() {
+        let help = long_help(&["init"]);
         assert!(help.contains("default port 2377"), "{help}");
         assert!(help.contains("1024 to 49151"), "{help}");
         assert!(help.contains("Examples:"), "{help}");
+
+        let create = long_help(&["endpoint", "create"]);
+        for needle in [
+            "on THIS host",
+            "eth0",
+            "default route via the network's gateway",
+            "nsenter --net=PATH",
+            "secnet exec",
+        ] {
+            assert!(create.contains(needle), "{needle:?} missing: {create}");
+        }
+        let run = long_help(&["run"]);
+        for needle in ["128+N", "SIGTERM", "after `--`", "removes the endpoint"] {
+            assert!(run.contains(needle), "{needle:?} missing: {run}");
+        }
+        let exec = long_help(&["exec"]);
+        assert!(exec.contains("run `secnet exec` there"), "{exec}");
+        let connect = long_help(&["endpoint", "connect"]);
+        assert!(connect.contains("docker network connect"), "{connect}");
+    }
+
+    /// The help says what this version does, not more: the facts below are the daemon's.
+    #[test]
+    fn help_promises_no_more_than_the_daemon_does() {
+        let root = long_help(&[]);
+        assert!(!root.contains("encrypted overlay network"), "{root}");
+        assert!(!root.contains("--opt encrypted"), "{root}");
+        for cmd in ["init", "join"] {
+            let help = long_help(&[cmd]);
+            for needle in [
+                "the host's only non-loopback IPv4 address",
+                "the command fails and asks for --advertise-addr",
+                "default port: the listen port",
+                "Default: the IP of the advertise address",
+            ] {
+                assert!(help.contains(needle), "{cmd}: {needle:?} missing: {help}");
+            }
+            assert!(!help.contains("default route"), "{cmd}: {help}");
+        }
+        let init = long_help(&["init"]);
+        for needle in [
+            "does not rotate keys yet",
+            "10s to 8760h",
+            "Default 12h",
+            "the other managers are REMOVED",
+            "workers, networks and endpoints are kept",
+        ] {
+            assert!(init.contains(needle), "{needle:?} missing: {init}");
+        }
+        let create = long_help(&["network", "create"]);
+        for needle in [
+            "not built in this version",
+            "refuse it",
+            "it has no effect in this version",
+        ] {
+            assert!(create.contains(needle), "{needle:?} missing: {create}");
+        }
+        assert!(!create.contains("services"), "{create}");
+        assert!(!create.contains("encrypted and authenticated"), "{create}");
+        assert!(long_help(&["endpoint", "create"]).contains("encrypted networks are refused"));
+        let rm = long_help(&["node", "rm"]);
+        for needle in [
+            "Managers are refused",
+            "not down is refused",
+            "certificate is refused",
+        ] {
+            assert!(rm.contains(needle), "{needle:?} missing: {rm}");
+        }
+        let leave = long_help(&["leave"]);
+        assert!(leave.contains("removed from the Raft voters"), "{leave}");
+        assert!(long_help(&["node"]).contains("`ls` and `inspect` work on any node"));
+        assert!(long_help(&["network"]).contains("works on any node"));
+        assert!(long_help(&["join-token"]).contains("fails on a worker"));
     }
 }

@@ -9,6 +9,17 @@ use tokio::net::UnixStream;
 
 use crate::error::CliError;
 
+/// The single-threaded runtime the CLI's requests run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Local {
+            what: "start the I/O runtime",
+            source,
+        })
+}
+
 /// Sends `request` to the daemon listening on `socket` and waits at most `timeout` (connect
 /// included) for its answer.
 pub async fn call(

@@ -12,6 +12,12 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// Exit code: a bug or an unexpected answer.
 pub const EXIT_INTERNAL: u8 = 4;
+/// Exit code of `run` / `exec` when the program (nsenter) exists but cannot be executed, as
+/// in shells and nsenter.
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// Exit code of `run` / `exec` when the program (nsenter) is not found, as in shells and
+/// nsenter.
+pub const EXIT_NOT_FOUND: u8 = 127;
 
 /// A failed command.
 #[derive(Debug)]
@@ -38,6 +44,30 @@ pub enum CliError {
     UnexpectedResponse { expected: &'static str, got: String },
     /// Writing the output failed.
     Output(std::io::Error),
+    /// `exec` on an endpoint that lives on another node: its namespace is not here.
+    RemoteEndpoint {
+        endpoint: String,
+        node: String,
+        node_hostname: String,
+    },
+    /// The daemon created an endpoint for `run` but gave no namespace path for it.
+    NoNamespace {
+        endpoint: String,
+        node: String,
+        node_hostname: String,
+    },
+    /// A program (nsenter) could not be started.
+    Spawn {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    /// A signal made `run` stop waiting for the daemon.
+    Interrupted { signal: i32, detail: String },
+    /// A local facility (runtime, signal handling, waiting for a child) failed.
+    Local {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -58,6 +88,13 @@ impl CliError {
             | CliError::ConnectionLost { .. } => EXIT_UNAVAILABLE,
             CliError::Protocol { .. } | CliError::UnexpectedResponse { .. } => EXIT_INTERNAL,
             CliError::Output(_) => EXIT_INTERNAL,
+            CliError::RemoteEndpoint { .. } => EXIT_REFUSED,
+            CliError::NoNamespace { .. } | CliError::Local { .. } => EXIT_INTERNAL,
+            CliError::Spawn { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+                _ => EXIT_CANNOT_EXECUTE,
+            },
+            CliError::Interrupted { signal, .. } => signal_exit_code(*signal),
         }
     }
 }
@@ -103,11 +140,47 @@ impl fmt::Display for CliError {
                  expected; are secnet and secnetd the same version?"
             ),
             CliError::Output(e) => write!(f, "cannot write the output: {e}"),
+            CliError::RemoteEndpoint {
+                endpoint,
+                node,
+                node_hostname,
+            } => write!(
+                f,
+                "endpoint {endpoint} is on node {node_hostname} ({node}): run `secnet exec` on \
+                 that host"
+            ),
+            CliError::NoNamespace {
+                endpoint,
+                node,
+                node_hostname,
+            } => write!(
+                f,
+                "the secnet daemon created endpoint {endpoint} on node {node_hostname} ({node}) \
+                 but gave no network namespace for it, so the command was not run; are secnet \
+                 and secnetd the same version, and is --socket the daemon of this host?"
+            ),
+            CliError::Spawn { program, source } => {
+                write!(f, "cannot run {program}: {source}")?;
+                if *program == "nsenter" {
+                    f.write_str(
+                        ". nsenter is part of util-linux (Debian and Ubuntu: apt-get install \
+                         util-linux); it must be in PATH",
+                    )?;
+                }
+                Ok(())
+            }
+            CliError::Interrupted { detail, .. } => f.write_str(detail),
+            CliError::Local { what, source } => write!(f, "cannot {what}: {source}"),
         }
     }
 }
 
 impl std::error::Error for CliError {}
+
+/// The exit code that reports death by signal `signal`: 128+N, as shells do.
+pub fn signal_exit_code(signal: i32) -> u8 {
+    u8::try_from(128 + signal.clamp(0, 127)).unwrap_or(u8::MAX)
+}
 
 impl From<ApiError> for CliError {
     fn from(e: ApiError) -> Self {
@@ -162,6 +235,44 @@ mod tests {
             got: "Left".into(),
         };
         assert_eq!(unexpected.exit_code(), 4);
+    }
+
+    #[test]
+    fn run_and_exec_failures_map_to_documented_codes() {
+        let remote = CliError::RemoteEndpoint {
+            endpoint: "web1".into(),
+            node: "3f2a9c".into(),
+            node_hostname: "worker2".into(),
+        };
+        assert_eq!(remote.exit_code(), 1);
+        assert_eq!(
+            remote.to_string(),
+            "endpoint web1 is on node worker2 (3f2a9c): run `secnet exec` on that host"
+        );
+        let no_ns = CliError::NoNamespace {
+            endpoint: "web1".into(),
+            node: "3f2a9c".into(),
+            node_hostname: "worker2".into(),
+        };
+        assert_eq!(no_ns.exit_code(), 4);
+        let missing = CliError::Spawn {
+            program: "nsenter",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(missing.exit_code(), 127);
+        assert!(missing.to_string().contains("util-linux"), "{missing}");
+        let denied = CliError::Spawn {
+            program: "nsenter",
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(denied.exit_code(), 126);
+        let interrupted = CliError::Interrupted {
+            signal: 2,
+            detail: "x".into(),
+        };
+        assert_eq!(interrupted.exit_code(), 130);
+        assert_eq!(signal_exit_code(15), 143);
+        assert_eq!(signal_exit_code(9), 137);
     }
 
     #[test]

@@ -4,43 +4,52 @@
 //! CLI parses and checks the command line, sends one frame, waits for one answer, and shows
 //! it. Exit codes: 0 success, 1 refused by the daemon, 2 usage error, 3 daemon or cluster
 //! unavailable (including timeouts), 4 internal error.
+//!
+//! `run` and `exec` are the exceptions: they run a command in an endpoint's network namespace
+//! (see [`launch`]) and exit with its exit code.
 
 mod cli;
 mod client;
 mod error;
+mod launch;
 mod output;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::{Action, Cli};
 use crate::error::{CliError, EXIT_INTERNAL};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => report(&e),
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    let invocation = cli.command.into_invocation();
+/// Runs the command; returns the exit code of a command that did not fail.
+fn run(cli: Cli) -> Result<u8, CliError> {
+    let invocation = match cli.command.into_action() {
+        Action::Request(invocation) => invocation,
+        Action::Run { create, command } => return launch::run(&cli.socket, &create, &command),
+        Action::Exec { endpoint, command } => {
+            return launch::exec(&cli.socket, &endpoint, &command)
+        }
+    };
     if let Some(line) = &invocation.progress {
         eprintln!("{line}");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Output(std::io::Error::other(format!("cannot start: {e}"))))?;
+    let runtime = client::runtime()?;
     let response = runtime.block_on(client::call(
         &cli.socket,
         &invocation.request,
         invocation.timeout,
     ))?;
     let text = output::render(&invocation.render, response)?;
-    output::print(&text)
+    output::print(&text)?;
+    Ok(0)
 }
 
 /// Prints the failure to stderr and returns its exit code.

@@ -6,12 +6,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use secnet_api::wire;
-use secnet_api::{ApiError, ErrorKind, LocalRequest, LocalResponse, LocalResult, NetworkInfo};
+use secnet_api::{
+    ApiError, EndpointInfo, ErrorKind, InterfaceInfo, LocalRequest, LocalResponse, LocalResult,
+    NetworkInfo,
+};
 
 const NET_ID: &str = "9f2c4a1b7e3d5c60a1b2c3d4e5f60718";
 
@@ -60,6 +64,62 @@ fn answer(req: &LocalRequest) -> LocalResult {
     }
 }
 
+/// An endpoint as the fake daemon reports it.
+fn endpoint(name: &str, network: &str, netns: Option<&str>) -> EndpointInfo {
+    EndpointInfo {
+        id: "5e1f0a2b3c4d5e6f".into(),
+        name: name.into(),
+        network: network.into(),
+        node: "3f2a9c0d1e2b4a5c".into(),
+        node_hostname: "worker2".into(),
+        ip: "10.0.1.2".parse().unwrap(),
+        mac: "02:42:0a:00:01:02".into(),
+        netns: netns.map(str::to_string),
+        interfaces: vec![InterfaceInfo {
+            ifname: "eth0".into(),
+            network: network.into(),
+            network_id: NET_ID.into(),
+            ip: "10.0.1.2".parse().unwrap(),
+            cidr: "10.0.1.2/24".into(),
+            gateway: "10.0.1.1".parse().unwrap(),
+            mac: "02:42:0a:00:01:02".into(),
+            mtu: 1450,
+        }],
+        created: "2024-05-01T10:00:00Z".into(),
+    }
+}
+
+/// Answers endpoint requests with endpoints whose namespace is `netns`; everything else as
+/// [`answer`] does. `EndpointCreate` without a name gets `NETWORK-0a1b2c`.
+fn endpoint_answers(netns: Option<String>) -> impl Fn(&LocalRequest) -> LocalResult {
+    move |req| match req {
+        LocalRequest::EndpointCreate { network, .. } if network == "ghost" => Err(ApiError::new(
+            ErrorKind::NotFound,
+            "network \"ghost\" not found",
+        )),
+        LocalRequest::EndpointCreate { network, name, .. } => {
+            let name = name.clone().unwrap_or_else(|| format!("{network}-0a1b2c"));
+            Ok(LocalResponse::Endpoint(endpoint(
+                &name,
+                network,
+                netns.as_deref(),
+            )))
+        }
+        LocalRequest::EndpointInspect { endpoints } => Ok(LocalResponse::Endpoints(
+            endpoints
+                .iter()
+                .map(|n| endpoint(n, "backend", netns.as_deref()))
+                .collect(),
+        )),
+        LocalRequest::EndpointRm { endpoints } => {
+            Ok(LocalResponse::EndpointsRemoved(endpoints.clone()))
+        }
+        other => answer(other),
+    }
+}
+
+type Answer = Box<dyn Fn(&LocalRequest) -> LocalResult + Send + Sync>;
+
 struct FakeDaemon {
     _dir: tempfile::TempDir,
     socket: PathBuf,
@@ -68,6 +128,14 @@ struct FakeDaemon {
 
 impl FakeDaemon {
     fn start() -> FakeDaemon {
+        Self::start_with(answer)
+    }
+
+    /// A fake daemon whose answers come from `answer`.
+    fn start_with(
+        answer: impl Fn(&LocalRequest) -> LocalResult + Send + Sync + 'static,
+    ) -> FakeDaemon {
+        let answer: Arc<Answer> = Arc::new(Box::new(answer));
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("secnet.sock");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -87,12 +155,13 @@ impl FakeDaemon {
                         break;
                     };
                     let seen = seen.clone();
+                    let answer = answer.clone();
                     tokio::spawn(async move {
                         let Ok(Some(req)) = wire::read_msg::<_, LocalRequest>(&mut conn).await
                         else {
                             return;
                         };
-                        let result = answer(&req);
+                        let result = (*answer)(&req);
                         seen.lock().unwrap().push(req);
                         let _ = wire::write_msg(&mut conn, &result).await;
                     });
@@ -113,6 +182,69 @@ impl FakeDaemon {
 
     fn last_request(&self) -> LocalRequest {
         self.requests.lock().unwrap().last().cloned().unwrap()
+    }
+
+    /// The requests received so far, as JSON (`LocalRequest` has no `PartialEq`).
+    fn requests_json(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect()
+    }
+}
+
+fn json(req: &LocalRequest) -> serde_json::Value {
+    serde_json::to_value(req).unwrap()
+}
+
+/// A real network namespace kept in a file of a temporary directory (as `ip netns add`
+/// does), for the commands that run `nsenter --net=FILE`. Needs root: `create` returns None
+/// (and the test skips) without it.
+struct TestNetns {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNetns {
+    fn create() -> Option<TestNetns> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a network namespace needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netns");
+        std::fs::File::create(&path).unwrap();
+        let out = Command::new("unshare")
+            .arg(format!("--net={}", path.display()))
+            .arg("true")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "unshare --net={} failed: {}",
+            path.display(),
+            stderr(&out)
+        );
+        Some(TestNetns { path, _dir: dir })
+    }
+
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// What `readlink /proc/self/ns/net` prints inside the namespace.
+    fn id(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!("net:[{}]", std::fs::metadata(&self.path).unwrap().ino())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -287,4 +419,283 @@ fn help_exits_0() {
         .unwrap();
     assert!(out.status.success());
     assert!(stdout(&out).contains("mtu=N"));
+}
+
+#[test]
+fn endpoint_create_json_round_trips() {
+    let d = FakeDaemon::start_with(endpoint_answers(Some("/run/secnet/netns/ep-web1".into())));
+    let out = d.run(&[
+        "endpoint",
+        "create",
+        "--network",
+        "backend",
+        "--name",
+        "web1",
+        "--ip",
+        "10.0.1.2",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let ep: EndpointInfo = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        ep,
+        endpoint("web1", "backend", Some("/run/secnet/netns/ep-web1"))
+    );
+    assert_eq!(
+        json(&d.last_request()),
+        json(&LocalRequest::EndpointCreate {
+            network: "backend".into(),
+            name: Some("web1".into()),
+            ip: Some("10.0.1.2".parse().unwrap()),
+        })
+    );
+    // The default output is the name alone.
+    let out = d.run(&["endpoint", "create", "--network", "backend"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "backend-0a1b2c\n");
+}
+
+#[test]
+fn endpoint_ls_inspect_rm() {
+    let d = FakeDaemon::start_with(endpoint_answers(None));
+    let out = d.run(&["endpoint", "inspect", "web1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eps: Vec<EndpointInfo> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(eps, vec![endpoint("web1", "backend", None)]);
+    let out = d.run(&["endpoint", "rm", "web1", "web2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web1\nweb2\n");
+    // The fake answers `Left` to `endpoint ls`: refused as an unexpected answer.
+    let out = d.run(&["endpoint", "ls"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn run_runs_the_command_in_the_namespace_and_removes_the_endpoint() {
+    let Some(ns) = TestNetns::create() else {
+        return;
+    };
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    let out = d.run(&[
+        "run",
+        "--network",
+        "backend",
+        "--name",
+        "job1",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        d.requests_json(),
+        vec![
+            json(&LocalRequest::EndpointCreate {
+                network: "backend".into(),
+                name: Some("job1".into()),
+                ip: None,
+            }),
+            json(&LocalRequest::EndpointRm {
+                endpoints: vec!["job1".into()],
+            }),
+        ]
+    );
+}
+
+#[test]
+fn run_is_in_the_endpoint_namespace_and_removes_the_generated_name() {
+    let Some(ns) = TestNetns::create() else {
+        return;
+    };
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    let out = d.run(&[
+        "run",
+        "--network",
+        "backend",
+        "--",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", ns.id()));
+    assert_eq!(
+        json(&d.last_request()),
+        json(&LocalRequest::EndpointRm {
+            endpoints: vec!["backend-0a1b2c".into()],
+        })
+    );
+}
+
+#[test]
+fn run_reports_death_by_signal_as_128_plus_n() {
+    let Some(ns) = TestNetns::create() else {
+        return;
+    };
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    let out = d.run(&[
+        "run",
+        "--network",
+        "backend",
+        "--name",
+        "job2",
+        "--",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(matches!(d.last_request(), LocalRequest::EndpointRm { .. }));
+}
+
+#[test]
+fn run_passes_signals_on_and_still_removes_the_endpoint() {
+    let Some(ns) = TestNetns::create() else {
+        return;
+    };
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secnet"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["run", "--network", "backend", "--name", "job3", "--"])
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .env_remove("SECNET_SOCKET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SIGTERM to secnet alone (not to the command): secnet passes it on and waits.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(rest, "got-term\n", "{err}");
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert_eq!(
+        json(&d.last_request()),
+        json(&LocalRequest::EndpointRm {
+            endpoints: vec!["job3".into()],
+        })
+    );
+}
+
+#[test]
+fn run_runs_nothing_when_the_endpoint_cannot_be_created() {
+    let d = FakeDaemon::start_with(endpoint_answers(Some("/nonexistent".into())));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = d.run(&[
+        "run",
+        "--network",
+        "ghost",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "Error: network \"ghost\" not found\n");
+    assert!(stdout(&out).is_empty());
+    assert!(!marker.exists());
+    assert_eq!(d.requests_json().len(), 1, "no EndpointRm expected");
+}
+
+#[test]
+fn run_without_a_namespace_is_internal_and_removes_the_endpoint() {
+    let d = FakeDaemon::start_with(endpoint_answers(None));
+    let out = d.run(&["run", "--network", "backend", "--name", "j", "--", "true"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("gave no network namespace"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        json(&d.last_request()),
+        json(&LocalRequest::EndpointRm {
+            endpoints: vec!["j".into()],
+        })
+    );
+}
+
+#[test]
+fn run_without_nsenter_exits_127_and_removes_the_endpoint() {
+    let d = FakeDaemon::start_with(endpoint_answers(Some("/nonexistent".into())));
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_secnet"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["run", "--network", "backend", "--name", "j", "--", "true"])
+        .env_remove("SECNET_SOCKET")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("Error: cannot run nsenter: ")
+            && stderr(&out).contains("util-linux"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(matches!(d.last_request(), LocalRequest::EndpointRm { .. }));
+}
+
+#[test]
+fn exec_on_an_endpoint_of_another_node_names_the_node() {
+    let d = FakeDaemon::start_with(endpoint_answers(None));
+    let out = d.run(&["exec", "web1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: endpoint web1 is on node worker2 (3f2a9c0d1e2b4a5c): run `secnet exec` on that \
+         host\n"
+    );
+    assert!(stdout(&out).is_empty());
+    assert_eq!(
+        json(&d.last_request()),
+        json(&LocalRequest::EndpointInspect {
+            endpoints: vec!["web1".into()],
+        })
+    );
+}
+
+#[test]
+fn exec_runs_in_the_namespace_and_passes_the_exit_code() {
+    let Some(ns) = TestNetns::create() else {
+        return;
+    };
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    let out = d.run(&[
+        "exec",
+        "web1",
+        "--",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", ns.id()));
+    // Nothing but the inspect: exec leaves the endpoint alone.
+    assert_eq!(d.requests_json().len(), 1);
 }

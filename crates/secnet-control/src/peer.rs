@@ -105,6 +105,24 @@ pub struct JoinPeerResponse {
     pub managers: Vec<PeerRef>,
 }
 
+/// A write carried out by the leader, with the index of the log entry that holds it (0 for
+/// membership changes), so the proposer can wait until its own state has caught up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub response: Response,
+    pub index: u64,
+}
+
+impl Committed {
+    /// A change with nothing to wait for.
+    pub fn done() -> Committed {
+        Committed {
+            response: Response::Done,
+            index: 0,
+        }
+    }
+}
+
 /// One update of a watch stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WatchEvent {
@@ -121,7 +139,7 @@ pub enum PeerResponse {
     AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
-    Proposed(Result<Response, ApiError>),
+    Proposed(Result<Committed, ApiError>),
     Certificate(Result<Vec<u8>, ApiError>),
     Watch(Box<WatchEvent>),
     Ok,

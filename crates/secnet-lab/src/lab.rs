@@ -263,6 +263,8 @@ impl Host {
             self.state_dir.display().to_string(),
             "--socket".into(),
             self.socket.display().to_string(),
+            "--run-dir".into(),
+            self.dir.join("run").display().to_string(),
             "--hostname".into(),
             self.name.clone(),
         ];
@@ -286,9 +288,12 @@ impl Host {
         .with_context(|| format!("writing {}", self.log_path.display()))?;
         let log_err = log.try_clone().context("duplicating log file handle")?;
 
-        // `ip netns exec` execs the daemon in place: the child pid is secnetd's.
-        let child = Command::new(ip_bin())
-            .args(["netns", "exec", &self.netns])
+        // `nsenter` execs the daemon in place (the child pid is secnetd's) and, unlike
+        // `ip netns exec`, keeps the daemon in our mount namespace: the namespaces it
+        // bind-mounts under its run dir must be visible to the CLI and the tests.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--")
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -811,6 +816,9 @@ impl Lab {
                 errors.push(format!("{e:#}"));
             }
         }
+        // Namespaces the daemons made (bind mounts under their run dirs) and whatever runs
+        // in them.
+        errors.extend(crate::netns::release_mounts_under(&self.dir_path));
         if let Some(dir) = self.dir.take() {
             if std::env::var(KEEP_ENV).is_ok_and(|v| v == "1") {
                 let path = dir.keep();

@@ -229,6 +229,7 @@ pub fn down_all(prefix_filter: &str) -> anyhow::Result<usize> {
             let path = entry.path();
             if name.to_string_lossy().starts_with(prefix_filter) && path.join(MARKER_FILE).is_file()
             {
+                errors.extend(release_mounts_under(&path));
                 if let Err(e) = std::fs::remove_dir_all(&path) {
                     errors.push(format!("removing {}: {e}", path.display()));
                 }
@@ -243,6 +244,70 @@ pub fn down_all(prefix_filter: &str) -> anyhow::Result<usize> {
         );
     }
     Ok(deleted)
+}
+
+/// Mount points under `dir` (from /proc/self/mountinfo), deepest first. The daemons keep the
+/// namespaces they make as nsfs bind mounts under their run directory, inside the lab dir.
+pub fn mounts_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let mount_point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let fstype = fields.get(sep + 1)?.to_string();
+            mount_point
+                .starts_with(dir)
+                .then_some((mount_point, fstype))
+        })
+        .collect();
+    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    out
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Kills every process living in a network namespace mounted under `dir`, then unmounts
+/// everything under `dir`, so the directory can be removed. Returns the errors met.
+pub fn release_mounts_under(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mounts = mounts_under(dir);
+    let inodes: Vec<u64> = mounts
+        .iter()
+        .filter(|(_, fs)| fs == "nsfs")
+        .filter_map(|(p, _)| std::fs::metadata(p).ok().map(|m| m.ino()))
+        .collect();
+    if !inodes.is_empty() {
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for entry in procs.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let Ok(link) = std::fs::read_link(entry.path().join("ns/net")) else {
+                    continue;
+                };
+                let link = link.to_string_lossy().into_owned();
+                if inodes.iter().any(|ino| link == format!("net:[{ino}]")) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for (path, _) in mounts {
+        if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            errors.push(format!("unmounting {}: {e}", path.display()));
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -280,6 +280,16 @@ fn down_all_removes_a_forgotten_lab() {
     let namespaces = lab.namespaces();
     let dir = lab.dir().to_path_buf();
     let mut sleeper = lab.host(1).spawn(&["sleep", "600"]).expect("spawn");
+    // `ip netns exec` enters the namespace a moment after it starts: wait until it is in,
+    // or down_all could miss it.
+    let host_ns = lab.host(1).netns().to_owned();
+    let pid = sleeper.id() as i32;
+    secnet_lab::wait_until(
+        "the sleeper inside its namespace",
+        Duration::from_secs(10),
+        || Ok(secnet_lab::netns_pids(&host_ns)?.contains(&pid)),
+    )
+    .expect("sleeper in namespace");
     std::mem::forget(lab);
     for ns in &namespaces {
         assert!(netns_exists(ns));
@@ -424,6 +434,8 @@ fn daemons_start_in_their_namespace_and_cli_reaches_them() {
             &h.state_dir().display().to_string(),
             "--socket",
             &h.socket().display().to_string(),
+            "--run-dir",
+            &h.dir().join("run").display().to_string(),
             "--hostname",
             h.name(),
             "--extra",

@@ -52,6 +52,40 @@ pub enum ModelError {
     /// The id is in use or was used by a removed node.
     #[error("node id {0} is taken or belonged to a removed node")]
     NodeIdTaken(NodeId),
+    /// The network still has endpoints.
+    #[error("network {network:?} has active endpoints ({}); remove them first with `secnet endpoint rm`", endpoints.join(", "))]
+    NetworkInUse {
+        network: String,
+        endpoints: Vec<String>,
+    },
+    /// No endpoint has this name.
+    #[error("endpoint {0:?} not found; `secnet endpoint ls` lists the endpoints")]
+    EndpointNotFound(String),
+    /// An id prefix matches several endpoints.
+    #[error(
+        "endpoint id prefix {0:?} matches several endpoints; give more characters or the name"
+    )]
+    AmbiguousEndpoint(String),
+    /// An endpoint with this name exists.
+    #[error("an endpoint named {0:?} already exists; choose another name or remove it first")]
+    DuplicateEndpointName(String),
+    /// The name breaks the naming rule.
+    #[error("invalid endpoint name {0:?}: use 1-64 characters, starting with a letter or digit, followed by letters, digits, '_', '.' or '-'")]
+    InvalidEndpointName(String),
+    /// `connect` to a network the endpoint is already on.
+    #[error("endpoint {endpoint:?} is already connected to network {network:?}")]
+    AlreadyConnected { endpoint: String, network: String },
+    /// `disconnect` from a network the endpoint is not on.
+    #[error("endpoint {endpoint:?} is not connected to network {network:?}")]
+    NotConnected { endpoint: String, network: String },
+    /// The endpoint's only network.
+    #[error(
+        "endpoint {0:?} has no other network: remove the endpoint instead of disconnecting it"
+    )]
+    LastAttachment(String),
+    /// A certificate renewal raced with another one.
+    #[error("the certificate of node {0} changed meanwhile; renew again")]
+    CertificateChanged(NodeId),
     /// The cluster would have no manager left.
     #[error("node {0} is the last manager: promote another node first")]
     LastManager(NodeId),

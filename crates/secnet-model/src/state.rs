@@ -12,7 +12,9 @@ use secnet_keys::secret::SecretBytes;
 
 use crate::error::ModelError;
 use crate::ids::NodeId;
-use crate::objects::{ClusterConfig, Network, NetworkSpec, Node, NodeStatus, Role, MIN_MTU};
+use crate::objects::{
+    Attachment, ClusterConfig, Endpoint, Mac, Network, NetworkSpec, Node, NodeStatus, Role, MIN_MTU,
+};
 
 /// Largest MTU accepted for `--opt mtu` (jumbo frames).
 pub const MAX_MTU: u32 = 9000;
@@ -47,6 +49,9 @@ pub struct ClusterState {
     pub networks: BTreeMap<String, Network>,
     /// Ids of removed nodes: never admitted again, so a stale node cannot come back.
     pub removed_nodes: BTreeSet<NodeId>,
+    /// Endpoints by name.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Endpoint>,
 }
 
 /// A change to the cluster state, proposed through Raft.
@@ -69,7 +74,13 @@ pub enum Command {
     SetStatus { id: NodeId, status: NodeStatus },
     /// Records a node's re-issued certificate (role change or renewal); the old one is
     /// refused from then on.
-    UpdateCertificate { id: NodeId, fingerprint: String },
+    /// Compare-and-swap: refused unless the node's current fingerprint is `previous`, so two
+    /// managers answering the same renewal cannot leave the node with the wrong one.
+    UpdateCertificate {
+        id: NodeId,
+        previous: String,
+        fingerprint: String,
+    },
     /// Replaces a join token's secret (`join-token --rotate`).
     RotateToken { role: Role, secret: SecretBytes },
     /// Creates a network; subnet and VNI are allocated here, in log order, so two concurrent
@@ -81,6 +92,26 @@ pub enum Command {
     },
     /// Removes a network by name or id.
     RemoveNetwork { name_or_id: String },
+    /// Creates an endpoint on `node` attached to `network` (its `eth0`); the address is
+    /// allocated here unless `ip` asks for one.
+    CreateEndpoint {
+        id: String,
+        name: String,
+        node: NodeId,
+        network: String,
+        ip: Option<std::net::Ipv4Addr>,
+        created_at: u64,
+    },
+    /// Attaches an endpoint to one more network (`eth1`, `eth2`, ...).
+    ConnectEndpoint {
+        name: String,
+        network: String,
+        ip: Option<std::net::Ipv4Addr>,
+    },
+    /// Detaches an endpoint from a network.
+    DisconnectEndpoint { name: String, network: String },
+    /// Removes an endpoint.
+    RemoveEndpoint { name: String },
     /// Replaces the whole state (`init --force-new-cluster` re-seeds a new log with it).
     Restore { state: Box<ClusterState> },
 }
@@ -94,6 +125,8 @@ pub enum Response {
     Node(Node),
     /// The network as stored.
     Network(Network),
+    /// The endpoint as stored.
+    Endpoint(Endpoint),
 }
 
 /// The result of applying a command, as returned to the proposer.
@@ -202,6 +235,8 @@ impl ClusterState {
                 }
                 self.nodes.remove(&id);
                 self.removed_nodes.insert(id);
+                // Its endpoints go with it, everywhere.
+                self.endpoints.retain(|_, e| e.node != id);
                 Ok(Response::Done)
             }
             Command::SetRole { id, role } => {
@@ -224,11 +259,18 @@ impl ClusterState {
                 node.status = status;
                 Ok(Response::Done)
             }
-            Command::UpdateCertificate { id, fingerprint } => {
+            Command::UpdateCertificate {
+                id,
+                previous,
+                fingerprint,
+            } => {
                 let node = self
                     .nodes
                     .get_mut(&id)
                     .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                if node.cert_fingerprint != previous {
+                    return Err(ModelError::CertificateChanged(id));
+                }
                 node.cert_fingerprint = fingerprint;
                 Ok(Response::Done)
             }
@@ -248,8 +290,89 @@ impl ClusterState {
                 .create_network(id, spec, created_at)
                 .map(Response::Network),
             Command::RemoveNetwork { name_or_id } => {
-                let id = self.find_network(&name_or_id)?.id.clone();
+                let net = self.find_network(&name_or_id)?;
+                let users = self.endpoints_on(&net.id);
+                if !users.is_empty() {
+                    return Err(ModelError::NetworkInUse {
+                        network: net.name.clone(),
+                        endpoints: users,
+                    });
+                }
+                let id = net.id.clone();
                 self.networks.remove(&id);
+                Ok(Response::Done)
+            }
+            Command::CreateEndpoint {
+                id,
+                name,
+                node,
+                network,
+                ip,
+                created_at,
+            } => {
+                validate_endpoint_name(&name)?;
+                if self.endpoints.contains_key(&name) {
+                    return Err(ModelError::DuplicateEndpointName(name));
+                }
+                if !self.nodes.contains_key(&node) {
+                    return Err(ModelError::NodeNotFound(node.to_string()));
+                }
+                let attachment = self.new_attachment(&network, ip, "eth0".into())?;
+                let ep = Endpoint {
+                    id,
+                    name: name.clone(),
+                    node,
+                    attachments: vec![attachment],
+                    created_at,
+                };
+                self.endpoints.insert(name, ep.clone());
+                Ok(Response::Endpoint(ep))
+            }
+            Command::ConnectEndpoint { name, network, ip } => {
+                let ep = self.find_endpoint(&name)?.clone();
+                let net_id = self.find_network(&network)?.id.clone();
+                if ep.attachments.iter().any(|a| a.network_id == net_id) {
+                    return Err(ModelError::AlreadyConnected {
+                        endpoint: name,
+                        network,
+                    });
+                }
+                let ifname = (0..)
+                    .map(|i| format!("eth{i}"))
+                    .find(|n| ep.attachments.iter().all(|a| &a.ifname != n))
+                    .unwrap_or_default();
+                let attachment = self.new_attachment(&network, ip, ifname)?;
+                // `find_endpoint` also accepts an id prefix: update the endpoint it found,
+                // keyed by its name, not by what the user typed.
+                let ep = self
+                    .endpoints
+                    .get_mut(&ep.name)
+                    .ok_or_else(|| ModelError::EndpointNotFound(name.clone()))?;
+                ep.attachments.push(attachment);
+                Ok(Response::Endpoint(ep.clone()))
+            }
+            Command::DisconnectEndpoint { name, network } => {
+                let net_id = self.find_network(&network)?.id.clone();
+                let key = self.find_endpoint(&name)?.name.clone();
+                let ep = self
+                    .endpoints
+                    .get_mut(&key)
+                    .ok_or_else(|| ModelError::EndpointNotFound(name.clone()))?;
+                if !ep.attachments.iter().any(|a| a.network_id == net_id) {
+                    return Err(ModelError::NotConnected {
+                        endpoint: name,
+                        network,
+                    });
+                }
+                if ep.attachments.len() == 1 {
+                    return Err(ModelError::LastAttachment(name));
+                }
+                ep.attachments.retain(|a| a.network_id != net_id);
+                Ok(Response::Endpoint(ep.clone()))
+            }
+            Command::RemoveEndpoint { name } => {
+                let key = self.find_endpoint(&name)?.name.clone();
+                self.endpoints.remove(&key);
                 Ok(Response::Done)
             }
             Command::Restore { state } => {
@@ -257,6 +380,61 @@ impl ClusterState {
                 Ok(Response::Done)
             }
         }
+    }
+
+    /// Names of the endpoints attached to a network.
+    pub fn endpoints_on(&self, network_id: &str) -> Vec<String> {
+        self.endpoints
+            .values()
+            .filter(|e| e.attachments.iter().any(|a| a.network_id == network_id))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// Finds an endpoint by name, or by unique id prefix.
+    pub fn find_endpoint(&self, name_or_id: &str) -> Result<&Endpoint, ModelError> {
+        if let Some(e) = self.endpoints.get(name_or_id) {
+            return Ok(e);
+        }
+        let mut m = self
+            .endpoints
+            .values()
+            .filter(|e| !name_or_id.is_empty() && e.id.starts_with(name_or_id));
+        match (m.next(), m.next()) {
+            (Some(e), None) => Ok(e),
+            (Some(_), Some(_)) => Err(ModelError::AmbiguousEndpoint(name_or_id.to_string())),
+            _ => Err(ModelError::EndpointNotFound(name_or_id.to_string())),
+        }
+    }
+
+    /// An address on a network: the requested one (validated) or the lowest free.
+    fn new_attachment(
+        &self,
+        network: &str,
+        ip: Option<std::net::Ipv4Addr>,
+        ifname: String,
+    ) -> Result<Attachment, ModelError> {
+        let net = self.find_network(network)?;
+        let in_use: BTreeSet<std::net::Ipv4Addr> = self
+            .endpoints
+            .values()
+            .flat_map(|e| e.attachments.iter())
+            .filter(|a| a.network_id == net.id)
+            .map(|a| a.ip)
+            .collect();
+        let ip = match ip {
+            Some(ip) => {
+                secnet_ipam::validate_address(net.subnet, net.gateway, &in_use, ip)?;
+                ip
+            }
+            None => secnet_ipam::allocate_address(net.subnet, net.gateway, &in_use)?,
+        };
+        Ok(Attachment {
+            network_id: net.id.clone(),
+            ifname,
+            ip,
+            mac: Mac::for_ip(ip),
+        })
     }
 
     fn create_network(
@@ -332,6 +510,12 @@ pub fn validate_network_name(name: &str) -> Result<(), ModelError> {
     } else {
         Err(ModelError::InvalidNetworkName(name.to_string()))
     }
+}
+
+/// Endpoint names follow the same rule as network names (they name files and appear in
+/// DNS later).
+pub fn validate_endpoint_name(name: &str) -> Result<(), ModelError> {
+    validate_network_name(name).map_err(|_| ModelError::InvalidEndpointName(name.to_string()))
 }
 
 /// Checks an explicit MTU against the range secnet supports.

@@ -31,6 +31,10 @@ struct Args {
     /// Unix socket for the `secnet` CLI; created with mode 0600 (root only).
     #[arg(long, env = "SECNET_SOCKET", default_value = "/run/secnet/secnet.sock")]
     socket: PathBuf,
+    /// Directory for the data path's network namespaces (bind mounts, one per network and
+    /// endpoint); `secnet exec` and `nsenter --net=PATH` use the files in `<run-dir>/netns/`.
+    #[arg(long, env = "SECNETD_RUN_DIR", default_value = "/run/secnet")]
+    run_dir: PathBuf,
     /// Name this node shows in `secnet node ls` (default: the system hostname).
     #[arg(long)]
     hostname: Option<String>,
@@ -65,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = DaemonConfig {
         state_dir: args.state_dir.clone(),
         socket: args.socket.clone(),
+        run_dir: args.run_dir.clone(),
         hostname: args.hostname.clone().unwrap_or_else(system_hostname),
     };
     info!(state_dir = %cfg.state_dir.display(), socket = %cfg.socket.display(), hostname = %cfg.hostname, "secnetd starting");

@@ -22,7 +22,9 @@ pub struct Identity {
     pub listen_addr: SocketAddr,
     pub advertise_addr: SocketAddr,
     pub data_path_addr: IpAddr,
+    #[serde(with = "hex_bytes")]
     pub ca_der: Vec<u8>,
+    #[serde(with = "hex_bytes")]
     pub cert_der: Vec<u8>,
     /// Managers known at join time, trusted for Raft traffic before this node's copy of the
     /// state names them.
@@ -106,4 +108,19 @@ pub fn wipe(paths: &StatePaths) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Certificates as hex strings in `identity.json` (readable, and `xxd -r -p` turns them back
+/// into DER).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }

@@ -23,7 +23,7 @@ use secnet_model::{
 
 use super::addrs;
 use super::identity::{self, Identity};
-use super::views::{network_info, node_info};
+use super::views::{endpoint_info, network_info, node_info};
 use super::{unix_now, Daemon, Member};
 use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
 
@@ -42,8 +42,13 @@ pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    let listener = UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    // Bind under a temporary name, restrict it, then move it into place: the socket is never
+    // reachable with a wider mode.
+    let tmp = socket.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, socket)?;
     info!(socket = %socket.display(), "local API listening");
     loop {
         let (conn, _) = listener.accept().await?;
@@ -84,6 +89,12 @@ fn request_name(req: &LocalRequest) -> &'static str {
         LocalRequest::NetworkInspect { .. } => "network inspect",
         LocalRequest::NetworkRm { .. } => "network rm",
         LocalRequest::Status => "status",
+        LocalRequest::EndpointCreate { .. } => "endpoint create",
+        LocalRequest::EndpointLs { .. } => "endpoint ls",
+        LocalRequest::EndpointInspect { .. } => "endpoint inspect",
+        LocalRequest::EndpointRm { .. } => "endpoint rm",
+        LocalRequest::EndpointConnect { .. } => "endpoint connect",
+        LocalRequest::EndpointDisconnect { .. } => "endpoint disconnect",
     }
 }
 
@@ -148,6 +159,61 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                     Ok(LocalResponse::Networks(out))
                 }
                 LocalRequest::NetworkRm { networks } => network_rm(&m, &networks).await,
+                LocalRequest::EndpointCreate { network, name, ip } => {
+                    endpoint_create(&m, network, name, ip).await
+                }
+                LocalRequest::EndpointLs { network } => {
+                    let v = m.view();
+                    let net_id = match &network {
+                        Some(n) => Some(v.state.find_network(n)?.id.clone()),
+                        None => None,
+                    };
+                    let eps = v
+                        .state
+                        .endpoints
+                        .values()
+                        .filter(|e| {
+                            net_id
+                                .as_ref()
+                                .is_none_or(|id| e.attachments.iter().any(|a| &a.network_id == id))
+                        })
+                        .map(|e| endpoint_view(&m, &v.state, e))
+                        .collect();
+                    Ok(LocalResponse::Endpoints(eps))
+                }
+                LocalRequest::EndpointInspect { endpoints } => {
+                    let v = m.view();
+                    let eps = endpoints
+                        .iter()
+                        .map(|n| {
+                            v.state
+                                .find_endpoint(n)
+                                .map(|e| endpoint_view(&m, &v.state, e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(LocalResponse::Endpoints(eps))
+                }
+                LocalRequest::EndpointRm { endpoints } => endpoint_rm(&m, &endpoints).await,
+                LocalRequest::EndpointConnect {
+                    network,
+                    endpoint,
+                    ip,
+                } => {
+                    refuse_encrypted(&m.view().state, &network)?;
+                    let cmd = Command::ConnectEndpoint {
+                        name: endpoint.clone(),
+                        network,
+                        ip,
+                    };
+                    endpoint_change(&m, &endpoint, cmd).await
+                }
+                LocalRequest::EndpointDisconnect { network, endpoint } => {
+                    let cmd = Command::DisconnectEndpoint {
+                        name: endpoint.clone(),
+                        network,
+                    };
+                    endpoint_change(&m, &endpoint, cmd).await
+                }
                 LocalRequest::Init(_)
                 | LocalRequest::Join(_)
                 | LocalRequest::Status
@@ -541,7 +607,18 @@ async fn leave(daemon: &Arc<Daemon>, force: bool) -> LocalResult {
             }
         }
     }
+    let layout = m.reconciler.layout.clone();
+    drop(m);
     daemon.set_member(None).await;
+    // Take this node's endpoints and networks out of the kernel.
+    let cleanup = tokio::task::spawn_blocking(move || {
+        super::dataplane::reconcile_once(&layout, &secnet_dataplane::Desired::default())
+    })
+    .await
+    .map_err(internal)?;
+    for e in cleanup.1 {
+        warn!(error = %e, "leaving: data path cleanup");
+    }
     identity::wipe(&daemon.paths).map_err(internal)?;
     info!("left the cluster");
     Ok(LocalResponse::Left)
@@ -555,6 +632,9 @@ async fn set_roles(m: &Member, keys: &[String], role: Role) -> LocalResult {
             changed.push(node.id.to_string());
             continue;
         }
+        // The role first: the node learns it through its own Raft log while it is still a
+        // member, and switches to the worker runtime. Managers keep accepting its Raft
+        // messages while it is in the membership, so a demoted leader can still hand over.
         m.write(Command::SetRole { id: node.id, role }).await?;
         if role == Role::Worker {
             m.propose(Proposal::RemoveVoter { id: node.id }, 0).await?;
@@ -592,6 +672,30 @@ async fn network_create(m: &Member, spec: NetworkSpec) -> LocalResult {
     secnet_model::validate_network_name(&spec.name)?;
     if let Some(mtu) = spec.mtu {
         secnet_model::validate_mtu(mtu)?;
+        // The underlay must carry the encapsulated frame: check against this node's
+        // data-path interface.
+        let underlay = super::views::underlay_mtu(m.id.data_path_addr);
+        let v6 = m.id.data_path_addr.is_ipv6();
+        let overhead = if v6 {
+            secnet_model::VXLAN_OVERHEAD_V6
+        } else {
+            secnet_model::VXLAN_OVERHEAD_V4
+        } + if spec.encrypted {
+            if v6 {
+                secnet_model::WIREGUARD_OVERHEAD_V6
+            } else {
+                secnet_model::WIREGUARD_OVERHEAD_V4
+            }
+        } else {
+            0
+        };
+        let max = underlay.saturating_sub(overhead);
+        if mtu > max {
+            return Err(ApiError::invalid(format!(
+                "MTU {mtu} is more than the data path can carry: this node's data-path interface ({}) has MTU {underlay} and the encapsulation needs {overhead} bytes, so at most {max}",
+                m.id.data_path_addr
+            )));
+        }
     }
     if m.view()
         .state
@@ -652,6 +756,8 @@ async fn status(daemon: &Arc<Daemon>) -> LocalResult {
             advertise_addr: None,
             data_path_addr: None,
             applied_index: 0,
+            dataplane_passes: 0,
+            dataplane_errors: Vec::new(),
         }));
     };
     let v = m.view();
@@ -693,5 +799,163 @@ async fn status(daemon: &Arc<Daemon>) -> LocalResult {
         advertise_addr: Some(m.id.advertise_addr.to_string()),
         data_path_addr: Some(m.id.data_path_addr.to_string()),
         applied_index: v.applied_index,
+        dataplane_passes: m.reconciler.status().borrow().pass,
+        dataplane_errors: m.reconciler.status().borrow().errors.clone(),
     }))
+}
+
+/// How long an endpoint request waits for this node's kernel to match.
+const PROGRAMMING_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn endpoint_view(
+    m: &Member,
+    state: &secnet_model::ClusterState,
+    e: &secnet_model::Endpoint,
+) -> secnet_api::EndpointInfo {
+    let netns = (e.node == m.id.node_id)
+        .then(|| m.reconciler.endpoint_netns(&e.name).display().to_string());
+    endpoint_info(e, state, m.id.data_path_addr, netns)
+}
+
+/// Waits until this node's copy of the state satisfies `in_state`, then until a reconcile
+/// pass that started from that state (or a later one) left endpoint `name` programmed (or,
+/// with `gone`, removed) without errors.
+async fn wait_programmed(
+    m: &Member,
+    name: &str,
+    gone: bool,
+    in_state: impl Fn(&secnet_model::ClusterState) -> bool,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + PROGRAMMING_TIMEOUT;
+    let timeout_error = |detail: String| {
+        ApiError::internal(format!(
+            "endpoint {name:?} was {} in the cluster state, but this node did not follow within {} s: {detail}",
+            if gone { "removed" } else { "recorded" },
+            PROGRAMMING_TIMEOUT.as_secs()
+        ))
+    };
+    let index = loop {
+        let v = m.view();
+        if in_state(&v.state) {
+            break v.applied_index;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(timeout_error(
+                "the change has not reached this node's copy of the state".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut status = m.reconciler.status();
+    m.reconciler.kick();
+    loop {
+        {
+            let s = status.borrow_and_update();
+            if s.applied_index >= index {
+                let done = if gone {
+                    !s.ready.contains(name) && !m.reconciler.endpoint_netns(name).exists()
+                } else {
+                    s.ready.contains(name) && s.errors.is_empty()
+                };
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+        if tokio::time::timeout_at(deadline, status.changed())
+            .await
+            .is_err()
+        {
+            let s = status.borrow();
+            let detail = if s.errors.is_empty() {
+                "no error reported".to_string()
+            } else {
+                s.errors.join("; ")
+            };
+            return Err(timeout_error(detail));
+        }
+    }
+}
+
+/// Endpoints cannot use encrypted networks until the WireGuard data path exists: their
+/// traffic would otherwise leave the node in clear.
+fn refuse_encrypted(state: &secnet_model::ClusterState, network: &str) -> Result<(), ApiError> {
+    let net = state.find_network(network)?;
+    if net.encrypted {
+        return Err(ApiError::invalid(format!(
+            "network {:?} is encrypted, and the encrypted data path (WireGuard tunnels) is not available on this version yet; endpoints can only join unencrypted networks. Nothing was changed.",
+            net.name
+        )));
+    }
+    Ok(())
+}
+
+async fn endpoint_create(
+    m: &Member,
+    network: String,
+    name: Option<String>,
+    ip: Option<std::net::Ipv4Addr>,
+) -> LocalResult {
+    let view = m.view();
+    let net = view.state.find_network(&network)?.clone();
+    refuse_encrypted(&view.state, &network)?;
+    let mut rng = rand::rngs::OsRng;
+    let name = name.unwrap_or_else(|| {
+        let suffix: u32 = rng.gen();
+        format!("{}-{:06x}", net.name, suffix & 0xff_ffff)
+    });
+    secnet_model::state::validate_endpoint_name(&name)?;
+    if view.state.endpoints.contains_key(&name) {
+        return Err(secnet_model::ModelError::DuplicateEndpointName(name).into());
+    }
+    let cmd = Command::CreateEndpoint {
+        id: secnet_model::ids::network_id_from_bytes(rng.gen()),
+        name: name.clone(),
+        node: m.id.node_id,
+        network,
+        ip,
+        created_at: unix_now(),
+    };
+    m.write(cmd).await?;
+    wait_programmed(m, &name, false, |st| st.endpoints.contains_key(&name)).await?;
+    let v = m.view();
+    let ep = v.state.find_endpoint(&name)?;
+    Ok(LocalResponse::Endpoint(endpoint_view(m, &v.state, ep)))
+}
+
+async fn endpoint_change(m: &Member, name: &str, cmd: Command) -> LocalResult {
+    let ep = m.view().state.find_endpoint(name)?.clone();
+    m.write(cmd).await?;
+    if ep.node == m.id.node_id {
+        let before = ep.attachments.clone();
+        wait_programmed(m, name, false, |st| {
+            st.endpoints
+                .get(name)
+                .is_some_and(|e| e.attachments != before)
+        })
+        .await?;
+    }
+    let v = m.view();
+    let ep = v.state.find_endpoint(name)?;
+    Ok(LocalResponse::Endpoint(endpoint_view(m, &v.state, ep)))
+}
+
+async fn endpoint_rm(m: &Member, names: &[String]) -> LocalResult {
+    // Resolve every name first: `rm a b` with a bad `b` removes nothing.
+    let eps = names
+        .iter()
+        .map(|n| m.view().state.find_endpoint(n).cloned())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut removed = Vec::new();
+    for ep in eps {
+        m.write(Command::RemoveEndpoint {
+            name: ep.name.clone(),
+        })
+        .await?;
+        if ep.node == m.id.node_id {
+            wait_programmed(m, &ep.name, true, |st| !st.endpoints.contains_key(&ep.name)).await?;
+        }
+        removed.push(ep.name);
+    }
+    Ok(LocalResponse::EndpointsRemoved(removed))
 }

@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use secnet_api::ApiError;
-use secnet_model::{Command, NodeId, NodeStatus, Response, Role};
+use secnet_model::{Command, NodeId, NodeStatus, Role};
 
 use super::identity::Identity;
 use super::{Daemon, Member, View, NODE_DOWN_AFTER, WRITE_TIMEOUT};
-use crate::peer::Proposal;
+use crate::peer::{Committed, Proposal};
 use crate::raft::store::{RedbStore, StateView};
 use crate::raft::Raft;
 use crate::raft_net::RaftNetworkFactoryImpl;
@@ -142,7 +142,7 @@ impl ManagerRt {
     }
 
     /// Runs a proposal on this node, which must be the leader.
-    pub(crate) async fn execute(&self, proposal: Proposal) -> Result<Response, ApiError> {
+    pub(crate) async fn execute(&self, proposal: Proposal) -> Result<Committed, ApiError> {
         if !self.has_quorum() {
             return Err(self.quorum_error());
         }
@@ -151,14 +151,19 @@ impl ManagerRt {
                 let fut = self.raft.client_write(cmd);
                 match tokio::time::timeout(WRITE_TIMEOUT, fut).await {
                     Err(_) => Err(self.quorum_error()),
-                    Ok(Ok(resp)) => resp.data.map_err(ApiError::from),
+                    Ok(Ok(resp)) => {
+                        let index = resp.log_id.index;
+                        resp.data
+                            .map(|response| Committed { response, index })
+                            .map_err(ApiError::from)
+                    }
                     Ok(Err(e)) => Err(raft_write_error(e)),
                 }
             }
             Proposal::AddVoter { id, addr } => {
                 let voters = self.voters();
                 if voters.contains(&id.0) {
-                    return Ok(Response::Done);
+                    return Ok(Committed::done());
                 }
                 let node = BasicNode::new(addr.to_string());
                 let add = self.raft.add_learner(id.0, node, true);
@@ -175,12 +180,12 @@ impl ManagerRt {
                 new_voters.insert(id.0);
                 self.change_voters(new_voters).await?;
                 info!(node = %id, "added to the Raft voters");
-                Ok(Response::Done)
+                Ok(Committed::done())
             }
             Proposal::RemoveVoter { id } => {
                 let mut voters = self.voters();
                 if !voters.remove(&id.0) {
-                    return Ok(Response::Done);
+                    return Ok(Committed::done());
                 }
                 if voters.is_empty() {
                     return Err(ApiError::invalid(format!(
@@ -189,7 +194,7 @@ impl ManagerRt {
                 }
                 self.change_voters(voters).await?;
                 info!(node = %id, "removed from the Raft voters");
-                Ok(Response::Done)
+                Ok(Committed::done())
             }
         }
     }
@@ -228,18 +233,25 @@ impl ManagerRt {
     }
 }
 
-fn raft_write_error<E: std::fmt::Display>(e: RaftError<u64, E>) -> ApiError {
+/// The message of a write that met a change of leadership; [`super::Member::propose`]
+/// retries those.
+pub(crate) const LEADERSHIP_CHANGED: &str = "leadership changed while the write was in flight";
+
+fn raft_write_error<E: std::fmt::Display + 'static>(e: RaftError<u64, E>) -> ApiError {
+    if let RaftError::APIError(api) = &e {
+        let any: &dyn std::any::Any = api;
+        if let Some(ClientWriteError::ForwardToLeader(_)) =
+            any.downcast_ref::<ClientWriteError<u64, BasicNode>>()
+        {
+            return ApiError::unavailable(LEADERSHIP_CHANGED);
+        }
+    }
     match e {
         RaftError::APIError(e) => {
             ApiError::unavailable(format!("cannot write to the cluster: {e}"))
         }
         RaftError::Fatal(e) => ApiError::internal(format!("the Raft node stopped: {e}")),
     }
-}
-
-#[allow(dead_code)]
-fn is_forward(e: &ClientWriteError<u64, BasicNode>) -> bool {
-    matches!(e, ClientWriteError::ForwardToLeader(_))
 }
 
 /// Starts the control server and the background duties of a manager.

@@ -3,6 +3,7 @@
 //! uses. `secnetd` is a thin shell around [`Daemon`].
 
 pub mod addrs;
+pub mod dataplane;
 pub mod identity;
 mod local;
 mod manager;
@@ -26,7 +27,7 @@ use secnet_keys::seal::Kek;
 use secnet_keys::secret::SecretBytes;
 use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
 
-use crate::peer::{PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
+use crate::peer::{Committed, PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
 use identity::{Identity, StatePaths};
 
 pub use local::serve_local;
@@ -43,6 +44,8 @@ pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(5);
 pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Where the data path keeps its namespaces (bind mounts).
+    pub run_dir: PathBuf,
     pub hostname: String,
 }
 
@@ -65,6 +68,8 @@ pub struct Member {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Clients to other managers, by address, reused across calls.
     peers: Mutex<HashMap<SocketAddr, Arc<Mutex<PeerClient>>>>,
+    /// Keeps this node's kernel data path equal to the state.
+    pub(crate) reconciler: dataplane::Reconciler,
 }
 
 /// The role-specific part of a running member.
@@ -235,12 +240,14 @@ impl Member {
             rt,
             tasks: std::sync::Mutex::new(Vec::new()),
             peers: Mutex::new(HashMap::new()),
+            reconciler: dataplane::Reconciler::new(daemon.cfg.run_dir.clone()),
         });
         match &member.rt {
             Runtime::Manager(_) => manager::spawn_tasks(daemon, &member).await?,
             Runtime::Worker(_) => worker::spawn_tasks(daemon, &member),
         }
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
+        member.spawn(dataplane::run(Arc::downgrade(&member)));
         Ok(member)
     }
 
@@ -285,6 +292,13 @@ impl Member {
     pub(crate) fn manager_addrs(&self) -> Vec<SocketAddr> {
         let view = self.view();
         let mut out = Vec::new();
+        // The managers learned at join time only until the state names the managers: they
+        // may have been demoted or removed since.
+        let bootstrap = if view.state.managers().next().is_none() {
+            self.id.bootstrap_managers.as_slice()
+        } else {
+            &[]
+        };
         if let Some(l) = view
             .leader
             .filter(|l| *l != self.id.node_id)
@@ -296,7 +310,7 @@ impl Member {
             .state
             .managers()
             .map(|n| (n.id, n.advertise_addr))
-            .chain(self.id.bootstrap_managers.iter().map(|p| (p.id, p.addr)));
+            .chain(bootstrap.iter().map(|p| (p.id, p.addr)));
         for (id, addr) in known {
             if id != self.id.node_id && !out.contains(&addr) {
                 out.push(addr);
@@ -325,17 +339,37 @@ impl Member {
         client.call(req, timeout).await
     }
 
-    /// Carries out a write: on the leader directly, elsewhere by forwarding towards it.
-    pub async fn propose(&self, proposal: Proposal, hops: u8) -> Result<Response, ApiError> {
+    /// Carries out a write: on the leader directly, elsewhere by forwarding towards it. A
+    /// write that meets an election in progress is retried for a few seconds; a lost quorum
+    /// or unreachable managers fail at once.
+    pub async fn propose(&self, proposal: Proposal, hops: u8) -> Result<Committed, ApiError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            match self.propose_once(proposal.clone(), hops).await {
+                // Only the node where the write started retries; a forwarding node answers at
+                // once, so waits do not pile up along the forwarding chain.
+                Err(e)
+                    if hops == 0
+                        && is_leadership_transient(&e)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn propose_once(&self, proposal: Proposal, hops: u8) -> Result<Committed, ApiError> {
         if let Runtime::Manager(m) = &self.rt {
             if m.is_leader() {
                 return m.execute(proposal).await;
             }
         }
         if hops >= 3 {
-            return Err(ApiError::unavailable(
-                "the write was forwarded too many times without reaching the leader; the managers disagree on who leads (an election is probably in progress): retry",
-            ));
+            return Err(ApiError::unavailable(format!(
+                "{FORWARDED_TOO_OFTEN} without reaching the leader; the managers disagree on who leads (an election is probably in progress): retry"
+            )));
         }
         let addrs = self.manager_addrs();
         if addrs.is_empty() {
@@ -366,9 +400,23 @@ impl Member {
         )))
     }
 
-    /// Proposes a command and returns the model's answer.
+    /// Proposes a command and returns the model's answer once this node's own copy of the
+    /// state includes it (read-your-writes: `network create` then `network ls` on the same
+    /// node shows the network).
     pub async fn write(&self, cmd: Command) -> Result<Response, ApiError> {
-        self.propose(Proposal::Command(cmd), 0).await
+        let committed = self.propose(Proposal::Command(cmd), 0).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.view().applied_index < committed.index {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(
+                    index = committed.index,
+                    "this node's state lags behind a write it made"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(committed.response)
     }
 
     /// Whether the certificate should be renewed: past a point between 50% and 80% of its
@@ -426,6 +474,14 @@ impl Member {
         &self.key.key_pkcs8
     }
 }
+
+/// Errors that mean "an election is in progress": worth retrying shortly.
+fn is_leadership_transient(e: &ApiError) -> bool {
+    e.kind == ErrorKind::Unavailable
+        && (e.message == manager::LEADERSHIP_CHANGED || e.message.starts_with(FORWARDED_TOO_OFTEN))
+}
+
+const FORWARDED_TOO_OFTEN: &str = "the write was forwarded too many times";
 
 /// Whether a certificate expiring at `not_after` should be renewed at `now`: past a point
 /// between 50% and 80% of its lifetime, spread by node id so a cluster's nodes do not all renew

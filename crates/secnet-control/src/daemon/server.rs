@@ -51,6 +51,12 @@ pub(crate) async fn serve(member: Weak<Member>, listener: TcpListener) {
     }
 }
 
+/// The largest request accepted from a peer without a certificate (a join request is a few
+/// kilobytes).
+const ANONYMOUS_MAX_FRAME: usize = 64 * 1024;
+/// How long a peer without a certificate may stay silent.
+const ANONYMOUS_IDLE: Duration = Duration::from_secs(10);
+
 /// Who is on the other end of a connection.
 #[derive(Clone)]
 enum Caller {
@@ -72,7 +78,16 @@ async fn handle_conn(
         _ => Caller::Anonymous,
     };
     loop {
-        let Some(req) = wire::read_msg::<_, PeerRequest>(&mut conn).await? else {
+        // Before a peer has shown a certificate it may only join: small frames, and it must
+        // speak promptly.
+        let req = match &caller {
+            Caller::Anonymous => {
+                let read = wire::read_msg_max::<_, PeerRequest>(&mut conn, ANONYMOUS_MAX_FRAME);
+                tokio::time::timeout(ANONYMOUS_IDLE, read).await??
+            }
+            Caller::Node { .. } => wire::read_msg::<_, PeerRequest>(&mut conn).await?,
+        };
+        let Some(req) = req else {
             return Ok(());
         };
         let Some(m) = member.upgrade() else {
@@ -95,7 +110,9 @@ fn authorize(m: &Member, caller: &Caller, need_manager: bool) -> Result<(NodeId,
     };
     let view = m.view();
     if let Some(node) = view.state.node_by_fingerprint(fingerprint) {
-        if need_manager && node.role != Role::Manager {
+        // Raft traffic: managers, and a node being demoted until it has left the Raft
+        // membership (a demoted leader must be able to hand over).
+        if need_manager && node.role != Role::Manager && !raft_member(m, node.id) {
             return Err(format!("node {} is not a manager", node.id));
         }
         return Ok((node.id, node.role));
@@ -112,14 +129,32 @@ fn authorize(m: &Member, caller: &Caller, need_manager: bool) -> Result<(NodeId,
     Err("certificate not recognized: the node was removed from the cluster or never joined".into())
 }
 
+/// Whether `id` is in this manager's Raft membership (voter or learner).
+fn raft_member(m: &Member, id: NodeId) -> bool {
+    match &m.rt {
+        Runtime::Manager(rt) => rt
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(n, _)| *n == id.0),
+        Runtime::Worker(_) => false,
+    }
+}
+
 async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
     let Runtime::Manager(rt) = &m.rt else {
         return PeerResponse::Denied("this node is not a manager".into());
     };
     match req {
-        PeerRequest::Ping => PeerResponse::Pong {
-            node_id: m.id.node_id,
-            leader: rt.view().leader,
+        PeerRequest::Ping => match authorize(m, caller, false) {
+            Ok(_) => PeerResponse::Pong {
+                node_id: m.id.node_id,
+                leader: rt.view().leader,
+            },
+            Err(e) => PeerResponse::Denied(e),
         },
         PeerRequest::Join(j) => PeerResponse::Join(admit(m, j).await),
         PeerRequest::AppendEntries(r) => match authorize(m, caller, true) {
@@ -146,7 +181,7 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
         },
         PeerRequest::Propose { proposal, hops } => match authorize(m, caller, false) {
             Ok((id, role)) => {
-                if role == Role::Worker && !worker_may_propose(id, &proposal) {
+                if role == Role::Worker && !worker_may_propose(m, id, &proposal) {
                     return PeerResponse::Proposed(Err(ApiError::new(
                         ErrorKind::Denied,
                         format!("node {id} is a worker: this change can only be made on a manager"),
@@ -164,12 +199,26 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
     }
 }
 
-/// Workers may create and remove networks (as any node may in secnet) and remove themselves
-/// (`leave`); membership, roles and tokens are otherwise managers' business.
-fn worker_may_propose(caller: NodeId, p: &Proposal) -> bool {
+/// Workers may create and remove networks (as any node may in secnet), manage their own
+/// endpoints and remove themselves (`leave`); membership, roles and tokens are otherwise
+/// managers' business.
+fn worker_may_propose(m: &Member, caller: NodeId, p: &Proposal) -> bool {
+    let own_endpoint = |name: &str| {
+        m.view()
+            .state
+            .find_endpoint(name)
+            .is_ok_and(|e| e.node == caller)
+    };
     match p {
         Proposal::Command(Command::CreateNetwork { .. } | Command::RemoveNetwork { .. }) => true,
         Proposal::Command(Command::RemoveNode { id }) => *id == caller,
+        // Endpoints live in one node's kernel: a worker manages its own.
+        Proposal::Command(Command::CreateEndpoint { node, .. }) => *node == caller,
+        Proposal::Command(
+            Command::RemoveEndpoint { name }
+            | Command::ConnectEndpoint { name, .. }
+            | Command::DisconnectEndpoint { name, .. },
+        ) => own_endpoint(name),
         _ => false,
     }
 }
@@ -214,9 +263,17 @@ pub(crate) async fn renew(m: &Member, id: NodeId, csr_der: &[u8]) -> Result<Vec<
                 format!("node {id} is not in the cluster"),
             )
         })?;
+    let previous = m
+        .view()
+        .state
+        .nodes
+        .get(&id)
+        .map(|n| n.cert_fingerprint.clone())
+        .unwrap_or_default();
     let cert = sign(m, id, role, csr_der)?;
     m.write(Command::UpdateCertificate {
         id,
+        previous,
         fingerprint: pki::cert_fingerprint(&cert),
     })
     .await?;

@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use secnet_api::{NetworkInfo, NodeInfo};
-use secnet_model::{Network, Node, NodeId};
+use secnet_api::{EndpointInfo, InterfaceInfo, NetworkInfo, NodeInfo};
+use secnet_model::{ClusterState, Endpoint, Network, Node, NodeId};
 
 /// RFC 3339 (UTC, seconds) from Unix seconds.
 pub(crate) fn rfc3339(unix: u64) -> String {
@@ -64,5 +64,61 @@ pub(crate) fn network_info(n: &Network, data_path: IpAddr) -> NetworkInfo {
         attachable: n.attachable,
         labels: n.labels.clone(),
         created: rfc3339(n.created_at),
+    }
+}
+
+/// An endpoint for users; `netns` only when it lives on this node.
+pub(crate) fn endpoint_info(
+    ep: &Endpoint,
+    state: &ClusterState,
+    data_path: IpAddr,
+    netns: Option<String>,
+) -> EndpointInfo {
+    let underlay = underlay_mtu(data_path);
+    let interfaces: Vec<InterfaceInfo> = ep
+        .attachments
+        .iter()
+        .map(|a| {
+            let net = state.networks.get(&a.network_id);
+            InterfaceInfo {
+                ifname: a.ifname.clone(),
+                network: net.map(|n| n.name.clone()).unwrap_or_default(),
+                network_id: a.network_id.clone(),
+                ip: a.ip,
+                cidr: format!(
+                    "{}/{}",
+                    a.ip,
+                    net.map(|n| n.subnet.prefix_len()).unwrap_or(32)
+                ),
+                gateway: net.map(|n| n.gateway).unwrap_or(a.ip),
+                mac: a.mac.to_string(),
+                mtu: net
+                    .map(|n| n.effective_mtu(underlay, data_path.is_ipv6()))
+                    .unwrap_or(0),
+            }
+        })
+        .collect();
+    let first = interfaces.first().cloned();
+    EndpointInfo {
+        id: ep.id.clone(),
+        name: ep.name.clone(),
+        network: first
+            .as_ref()
+            .map(|i| i.network.clone())
+            .unwrap_or_default(),
+        node: ep.node.to_string(),
+        node_hostname: state
+            .nodes
+            .get(&ep.node)
+            .map(|n| n.hostname.clone())
+            .unwrap_or_default(),
+        ip: first
+            .as_ref()
+            .map(|i| i.ip)
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        mac: first.map(|i| i.mac).unwrap_or_default(),
+        netns,
+        interfaces,
+        created: rfc3339(ep.created_at),
     }
 }

@@ -1,0 +1,241 @@
+//! The reconciler: turns this node's share of the replicated state (its endpoints, and the
+//! networks they are on with every remote endpoint of those networks) into kernel state, and
+//! keeps it there. Planning is pure (`secnet_dataplane::plan`); this loop only observes,
+//! plans and applies, on every state change and every [`RESYNC`] to repair what was changed
+//! behind our back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn};
+
+use secnet_dataplane::{
+    Desired, DesiredEndpoint, DesiredInterface, DesiredNetwork, Layout, RemoteEndpoint,
+};
+use secnet_model::{ClusterState, NodeId};
+
+use super::views::underlay_mtu;
+use super::Member;
+
+/// How often the kernel is compared with the state even when nothing changed.
+pub const RESYNC: Duration = Duration::from_secs(2);
+
+/// What the last reconcile pass achieved.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileStatus {
+    /// Increases with every finished pass.
+    pub pass: u64,
+    /// The state index the pass worked from.
+    pub applied_index: u64,
+    /// Endpoints fully programmed by that pass.
+    pub ready: BTreeSet<String>,
+    /// Errors of that pass (empty when the kernel matches the state).
+    pub errors: Vec<String>,
+}
+
+/// Handle to a running reconciler.
+pub struct Reconciler {
+    pub(crate) layout: Layout,
+    kick: Arc<Notify>,
+    status: watch::Sender<ReconcileStatus>,
+}
+
+impl Reconciler {
+    pub fn new(run_dir: PathBuf) -> Reconciler {
+        Reconciler {
+            layout: Layout {
+                run_dir,
+                host_netns: None,
+            },
+            kick: Arc::new(Notify::new()),
+            status: watch::channel(ReconcileStatus::default()).0,
+        }
+    }
+
+    /// Asks for a pass now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub fn status(&self) -> watch::Receiver<ReconcileStatus> {
+        self.status.subscribe()
+    }
+
+    /// The namespace path of a local endpoint.
+    pub fn endpoint_netns(&self, name: &str) -> PathBuf {
+        secnet_dataplane::endpoint_netns_path(&self.layout, name)
+    }
+}
+
+/// This node's desired data path. Encrypted networks are left out entirely until their
+/// frames can be carried through the WireGuard tunnel: their traffic must never leave the
+/// node in clear, not even for a moment.
+pub fn desired_for(
+    state: &ClusterState,
+    me: NodeId,
+    local_vtep: IpAddr,
+    underlay_mtu: u32,
+) -> Desired {
+    let port = state
+        .config
+        .as_ref()
+        .map(|c| c.data_path_port)
+        .unwrap_or(4789);
+    let mut networks = BTreeMap::new();
+    let mut endpoints = BTreeMap::new();
+    for ep in state.endpoints.values().filter(|e| e.node == me) {
+        let mut interfaces = Vec::new();
+        for (i, a) in ep.attachments.iter().enumerate() {
+            let Some(net) = state.networks.get(&a.network_id) else {
+                continue;
+            };
+            if net.encrypted {
+                continue;
+            }
+            let mtu = net.effective_mtu(underlay_mtu, local_vtep.is_ipv6());
+            interfaces.push(DesiredInterface {
+                ifname: a.ifname.clone(),
+                network_id: net.id.clone(),
+                ip: a.ip,
+                prefix_len: net.subnet.prefix_len(),
+                mac: a.mac.0,
+                mtu,
+                gateway: net.gateway,
+                default_route: i == 0,
+            });
+            networks.entry(net.id.clone()).or_insert_with(|| {
+                let remotes = state
+                    .endpoints
+                    .values()
+                    .filter(|e| e.node != me)
+                    .flat_map(|e| e.attachments.iter().map(move |a| (e.node, a)))
+                    .filter(|(_, a)| a.network_id == net.id)
+                    .filter_map(|(node, a)| {
+                        let vtep = state.nodes.get(&node)?.data_path_addr;
+                        Some(RemoteEndpoint {
+                            ip: a.ip,
+                            mac: a.mac.0,
+                            vtep,
+                        })
+                    })
+                    .collect();
+                DesiredNetwork {
+                    id: net.id.clone(),
+                    vni: net.vni,
+                    subnet: net.subnet,
+                    gateway: net.gateway,
+                    mtu,
+                    local_vtep,
+                    port,
+                    remotes,
+                }
+            });
+        }
+        endpoints.insert(
+            ep.name.clone(),
+            DesiredEndpoint {
+                name: ep.name.clone(),
+                interfaces,
+            },
+        );
+    }
+    Desired {
+        networks,
+        endpoints,
+    }
+}
+
+/// Runs reconcile passes until the member stops.
+pub(crate) async fn run(member: std::sync::Weak<Member>) {
+    let (kick, layout) = {
+        let Some(m) = member.upgrade() else { return };
+        (m.reconciler.kick.clone(), m.reconciler.layout.clone())
+    };
+    let mut last_index = u64::MAX;
+    let mut since_full = RESYNC;
+    let tick = Duration::from_millis(250);
+    loop {
+        let Some(m) = member.upgrade() else { return };
+        let view = m.view();
+        let me = m.id.node_id;
+        let vtep = m.id.data_path_addr;
+        drop(m);
+        if view.applied_index != last_index || since_full >= RESYNC {
+            let desired = desired_for(&view.state, me, vtep, underlay_mtu(vtep));
+            let layout = layout.clone();
+            let result = tokio::task::spawn_blocking(move || reconcile_once(&layout, &desired))
+                .await
+                .unwrap_or_else(|e| {
+                    (
+                        BTreeSet::new(),
+                        vec![format!("reconcile task failed: {e}")],
+                        0,
+                    )
+                });
+            let (ready, errors, ops) = result;
+            if ops > 0 {
+                info!(ops, errors = errors.len(), "data path reconciled");
+            }
+            for e in &errors {
+                warn!(error = %e, "data path operation failed");
+            }
+            if let Some(m) = member.upgrade() {
+                m.reconciler.status.send_modify(|s| {
+                    s.pass += 1;
+                    s.applied_index = view.applied_index;
+                    s.ready = ready;
+                    s.errors = errors;
+                });
+            }
+            last_index = view.applied_index;
+            since_full = Duration::ZERO;
+        }
+        tokio::select! {
+            _ = kick.notified() => { since_full = RESYNC; }
+            _ = tokio::time::sleep(tick) => { since_full += tick; }
+        }
+    }
+}
+
+/// One pass: observe, plan, apply. Returns the endpoints that match the desired state after
+/// the pass, the errors, and how many operations were applied.
+pub fn reconcile_once(
+    layout: &Layout,
+    desired: &Desired,
+) -> (BTreeSet<String>, Vec<String>, usize) {
+    let observed = match secnet_dataplane::observe(layout) {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                BTreeSet::new(),
+                vec![format!("observing the kernel: {e:#}")],
+                0,
+            )
+        }
+    };
+    let ops = secnet_dataplane::plan(desired, &observed);
+    if ops.is_empty() {
+        return (desired.endpoints.keys().cloned().collect(), Vec::new(), 0);
+    }
+    debug!(?ops, "applying data path operations");
+    let report = secnet_dataplane::apply(layout, &ops);
+    let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
+    // Check the outcome rather than trusting the report.
+    let ready = match secnet_dataplane::observe(layout) {
+        Ok(after) => {
+            let remaining = secnet_dataplane::plan(desired, &after);
+            desired
+                .endpoints
+                .keys()
+                .filter(|name| !remaining.iter().any(|op| op.concerns_endpoint(name)))
+                .cloned()
+                .collect()
+        }
+        Err(_) => BTreeSet::new(),
+    };
+    (ready, errors, ops.len())
+}

@@ -1,0 +1,188 @@
+//! Running `ip`, `bridge` and `nsenter`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest a single `ip`/`bridge` process may run.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of a binary that may live in an sbin directory missing from `$PATH`.
+fn find_bin(name: &str) -> PathBuf {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Which tool a command line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tool {
+    Ip,
+    Bridge,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Ip => "ip",
+            Tool::Bridge => "bridge",
+        }
+    }
+}
+
+/// `tool args...`, inside namespace `netns` when given (via `nsenter --net=`).
+pub(crate) fn command(netns: Option<&Path>, tool: Tool, args: &[&str]) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new(find_bin("nsenter"));
+            let mut opt = std::ffi::OsString::from("--net=");
+            opt.push(ns.as_os_str());
+            c.arg(opt).arg("--").arg(find_bin(tool.name()));
+            c
+        }
+        None => Command::new(find_bin(tool.name())),
+    };
+    cmd.args(args);
+    cmd
+}
+
+/// Exit status (`None`: killed or timed out) and output of a finished command.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    pub fn describe(&self) -> String {
+        let status = match self.status {
+            Some(c) => format!("exit code {c}"),
+            None => "killed or timed out".to_string(),
+        };
+        let err = self.stderr.trim();
+        if err.is_empty() {
+            status
+        } else {
+            format!("{status}: {err}")
+        }
+    }
+}
+
+fn reader<R: Read + Send + 'static>(r: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Runs `cmd` with `input` on stdin, capturing output, killing it after
+/// `timeout`.
+pub(crate) fn run(mut cmd: Command, input: &str, timeout: Duration) -> std::io::Result<Output> {
+    tracing::trace!(?cmd, input, "running");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let input = input.to_owned();
+    let writer = thread::spawn(move || {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(input.as_bytes());
+        }
+    });
+    let out = reader(child.stdout.take());
+    let err = reader(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Splits the stderr of `ip -force -batch -` / `bridge -force -batch -` into
+/// `(line number, message)` pairs: each failing line prints its message(s)
+/// followed by `Command failed -:N`.
+pub(crate) fn batch_failures(stderr: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for line in stderr.lines() {
+        let rest = line
+            .trim()
+            .strip_prefix("Command failed ")
+            .and_then(|r| r.rsplit(':').next())
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        match rest {
+            Some(n) => {
+                let msg = if pending.is_empty() {
+                    "failed".to_string()
+                } else {
+                    pending.join("; ")
+                };
+                out.push((n, msg));
+                pending.clear();
+            }
+            None if !line.trim().is_empty() => pending.push(line.trim()),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_batch_failures() {
+        let err = "Cannot find device \"nonexist\"\nCommand failed -:2\nError: Unknown device type.\nCommand failed -:3\nCommand failed -:7\n";
+        assert_eq!(
+            batch_failures(err),
+            vec![
+                (2, "Cannot find device \"nonexist\"".to_string()),
+                (3, "Error: Unknown device type.".to_string()),
+                (7, "failed".to_string()),
+            ]
+        );
+        assert!(batch_failures("").is_empty());
+    }
+
+    #[test]
+    fn nsenter_command_line() {
+        let c = command(Some(Path::new("/x/ns")), Tool::Bridge, &["-batch", "-"]);
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[0], "--net=/x/ns");
+        assert!(args[2].ends_with("bridge"));
+        assert_eq!(&args[3..], ["-batch", "-"]);
+    }
+}

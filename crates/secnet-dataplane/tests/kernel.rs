@@ -1,0 +1,714 @@
+//! Real-kernel tests (need root; skipped otherwise).
+//!
+//! Each test builds its own little world in a temp dir: two "host"
+//! namespaces (files, never global names, nothing in the root namespace)
+//! joined by a veth pair `uplink` (198.51.100.1/24 and .2/24), a run dir per
+//! host, and a one-network desired state on each (VNI 4200, 10.77.0.0/24,
+//! MTU 1450) with one endpoint each (10.77.0.10 on A, .11 on B) whose
+//! remotes point at each other. The [`World`] guard kills every process left
+//! in its namespaces and unmounts/removes every namespace file it or the
+//! code under test made, also when a test panics.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use secnet_dataplane::netns::{create_netns_file, delete_netns_file};
+use secnet_dataplane::*;
+
+const VNI: u32 = 4200;
+const NET_ID: &str = "n4200k3rn3lt3st0000000000";
+const MTU: u32 = 1450;
+const PORT: u16 = 4789;
+const DEADLINE: Duration = Duration::from_secs(15);
+
+const IP_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const IP_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const EP_IP_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+const EP_IP_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
+const MAC_A: Mac = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a];
+const MAC_B: Mac = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b];
+
+// ---------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------
+
+fn ns_cmd(ns: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("nsenter");
+    let mut opt = std::ffi::OsString::from("--net=");
+    opt.push(ns.as_os_str());
+    c.arg(opt).arg("--").args(args);
+    c
+}
+
+fn run(ns: &Path, args: &[&str]) -> Output {
+    match ns_cmd(ns, args).stdin(Stdio::null()).output() {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run {args:?}: {e}"),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+fn must(ns: &Path, args: &[&str]) -> String {
+    let o = run(ns, args);
+    assert!(
+        o.status.success(),
+        "{args:?} in {}: {}",
+        ns.display(),
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ping(ns: &Path, target: Ipv4Addr, extra: &[&str]) -> Output {
+    let t = target.to_string();
+    let mut args = vec!["ping", "-n", "-c1", "-W2"];
+    args.extend_from_slice(extra);
+    args.push(&t);
+    run(ns, &args)
+}
+
+/// Polls `f` until it is true or `DEADLINE` passes.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[track_caller]
+fn wait_ping(ns: &Path, target: Ipv4Addr) {
+    wait_until(&format!("ping {target}"), || {
+        ping(ns, target, &[]).status.success()
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------
+
+struct Host {
+    ns: PathBuf,
+    layout: Layout,
+    underlay: Ipv4Addr,
+    desired: Desired,
+}
+
+impl Host {
+    fn ep_ns(&self) -> PathBuf {
+        let name = self
+            .desired
+            .endpoints
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        endpoint_netns_path(&self.layout, &name)
+    }
+
+    fn net_ns(&self) -> PathBuf {
+        network_netns_path(&self.layout, NET_ID)
+    }
+
+    fn observe(&self) -> Observed {
+        match observe(&self.layout) {
+            Ok(o) => o,
+            Err(e) => panic!("observe: {e:#}"),
+        }
+    }
+
+    fn plan(&self) -> Vec<Op> {
+        plan(&self.desired, &self.observe())
+    }
+
+    /// Applies `ops`, asserting they all succeed.
+    #[track_caller]
+    fn apply(&self, ops: &[Op]) -> ApplyReport {
+        let report = apply(&self.layout, ops);
+        let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
+        assert!(
+            errors.is_empty(),
+            "apply failed: {errors:#?}\nops: {ops:#?}"
+        );
+        report
+    }
+
+    /// One pass, then checks that a second pass would do nothing.
+    #[track_caller]
+    fn converge(&self) -> Vec<Op> {
+        let ops = self.plan();
+        self.apply(&ops);
+        let again = self.plan();
+        assert!(
+            again.is_empty(),
+            "not idempotent: {again:#?}\nafter: {ops:#?}"
+        );
+        ops
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    hosts: Vec<Host>,
+    children: Vec<Child>,
+}
+
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    for tool in ["ip", "bridge", "nsenter", "ping", "tcpdump"] {
+        let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file());
+        if !found {
+            return Some(format!("needs {tool}"));
+        }
+    }
+    None
+}
+
+macro_rules! world {
+    () => {
+        match World::new() {
+            Some(w) => w,
+            None => return,
+        }
+    };
+}
+
+fn desired_for(
+    ep: &str,
+    my_ip: Ipv4Addr,
+    my_mac: Mac,
+    local: Ipv4Addr,
+    remote: (Ipv4Addr, Mac, Ipv4Addr),
+) -> Desired {
+    let mut d = Desired::default();
+    d.networks.insert(
+        NET_ID.into(),
+        DesiredNetwork {
+            id: NET_ID.into(),
+            vni: VNI,
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, 77, 0, 0), 24).unwrap_or_default(),
+            gateway: Ipv4Addr::new(10, 77, 0, 1),
+            mtu: MTU,
+            local_vtep: IpAddr::V4(local),
+            port: PORT,
+            remotes: vec![RemoteEndpoint {
+                ip: remote.0,
+                mac: remote.1,
+                vtep: IpAddr::V4(remote.2),
+            }],
+        },
+    );
+    d.endpoints.insert(
+        ep.into(),
+        DesiredEndpoint {
+            name: ep.into(),
+            interfaces: vec![DesiredInterface {
+                ifname: "eth0".into(),
+                network_id: NET_ID.into(),
+                ip: my_ip,
+                prefix_len: 24,
+                mac: my_mac,
+                mtu: MTU,
+                gateway: Ipv4Addr::new(10, 77, 0, 1),
+                default_route: true,
+            }],
+        },
+    );
+    d
+}
+
+impl World {
+    /// Two hosts joined by `uplink`; `None` (test skipped) without root.
+    fn new() -> Option<World> {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipping kernel test: {why}");
+            return None;
+        }
+        let dir = match tempfile::Builder::new().prefix("secnet-dp-").tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let mut w = World {
+            hosts: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        for (name, underlay, ep, my, other, remote_vtep) in [
+            (
+                "host-a",
+                IP_A,
+                "epa",
+                (EP_IP_A, MAC_A),
+                (EP_IP_B, MAC_B),
+                IP_B,
+            ),
+            (
+                "host-b",
+                IP_B,
+                "epb",
+                (EP_IP_B, MAC_B),
+                (EP_IP_A, MAC_A),
+                IP_A,
+            ),
+        ] {
+            let ns = w.dir.path().join(name);
+            if let Err(e) = create_netns_file(&ns) {
+                eprintln!("skipping kernel test: cannot create a namespace: {e}");
+                return None;
+            }
+            must(&ns, &["ip", "link", "set", "lo", "up"]);
+            w.hosts.push(Host {
+                layout: Layout::new(w.dir.path().join(format!("{name}-run")), Some(ns.clone())),
+                ns,
+                underlay,
+                desired: desired_for(ep, my.0, my.1, underlay, (other.0, other.1, remote_vtep)),
+            });
+        }
+        let (a, b) = (&w.hosts[0], &w.hosts[1]);
+        let b_path = b.ns.to_string_lossy().into_owned();
+        must(
+            &a.ns,
+            &[
+                "ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink", "netns",
+                &b_path,
+            ],
+        );
+        for h in &w.hosts {
+            must(
+                &h.ns,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{}/24", h.underlay),
+                    "dev",
+                    "uplink",
+                ],
+            );
+            must(&h.ns, &["ip", "link", "set", "uplink", "up"]);
+        }
+        Some(w)
+    }
+
+    fn a(&self) -> &Host {
+        &self.hosts[0]
+    }
+
+    fn b(&self) -> &Host {
+        &self.hosts[1]
+    }
+
+    /// Every namespace file this world (or the code under test) made.
+    fn namespace_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in &self.hosts {
+            if let Ok(rd) = std::fs::read_dir(h.layout.netns_dir()) {
+                out.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        out.extend(self.hosts.iter().map(|h| h.ns.clone()));
+        out
+    }
+}
+
+/// SIGKILLs every process whose network namespace is one of `files`.
+fn kill_processes_in(files: &[PathBuf]) {
+    let ids: Vec<(u64, u64)> = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    let me = std::process::id();
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(m) = std::fs::metadata(entry.path().join("ns/net")) else {
+            continue;
+        };
+        if ids.contains(&(m.dev(), m.ino())) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let files = self.namespace_files();
+        kill_processes_in(&files);
+        // Run directories first (their VXLANs hold sockets in the hosts).
+        for f in &files {
+            if let Err(e) = delete_netns_file(f) {
+                eprintln!("cleanup: {}: {e}", f.display());
+            }
+        }
+    }
+}
+
+fn addr_from_pcap_line(line: &str) -> Option<(String, String)> {
+    // "12:00:00.000000 IP 198.51.100.1.45678 > 198.51.100.2.4789: VXLAN, ..."
+    let mut it = line.split_whitespace();
+    it.find(|w| *w == "IP")?;
+    let src = it.next()?.to_string();
+    it.next()?; // ">"
+    let dst = it.next()?.trim_end_matches(':').to_string();
+    Some((src, dst))
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_hosts_ping_idempotence_and_repair() {
+    let w = world!();
+    let (a, b) = (w.a(), w.b());
+    let ops_a = a.converge();
+    assert!(!ops_a.is_empty());
+    b.converge();
+    wait_ping(&a.ep_ns(), EP_IP_B);
+    wait_ping(&b.ep_ns(), EP_IP_A);
+    // The endpoint interface is what was asked for.
+    let eth0 = must(&a.ep_ns(), &["ip", "-j", "addr", "show", "eth0"]);
+    assert!(eth0.contains("\"02:42:0a:4d:00:0a\""), "{eth0}");
+    assert!(eth0.contains("\"mtu\":1450"), "{eth0}");
+    let route = must(&a.ep_ns(), &["ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.77.0.1 dev eth0"), "{route}");
+    // Observing again: nothing to do, and observation is stable.
+    assert!(a.plan().is_empty());
+    assert_eq!(a.observe(), a.observe());
+
+    // An FDB entry deleted behind our back: exactly that entry comes back.
+    must(
+        &a.net_ns(),
+        &[
+            "bridge",
+            "fdb",
+            "del",
+            "02:42:0a:4d:00:0b",
+            "dev",
+            "vxlan0",
+            "self",
+        ],
+    );
+    assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1"]).status.success());
+    let ops = a.plan();
+    assert_eq!(
+        ops,
+        vec![Op::AddFdb {
+            ns: network_ns_name(NET_ID),
+            mac: MAC_B,
+            dst: IpAddr::V4(IP_B),
+        }]
+    );
+    let report = a.apply(&ops);
+    assert_eq!(report.processes, 1);
+    wait_ping(&a.ep_ns(), EP_IP_B);
+
+    // br0 set down by hand: set up again in place.
+    must(&a.net_ns(), &["ip", "link", "set", "br0", "down"]);
+    let ops = a.plan();
+    assert_eq!(
+        ops,
+        vec![Op::SetBridge {
+            ns: network_ns_name(NET_ID),
+            mtu: None,
+            del_addrs: vec![],
+            add_addrs: vec![],
+            set_up: true,
+        }]
+    );
+    a.apply(&ops);
+    assert!(a.plan().is_empty());
+    wait_ping(&a.ep_ns(), EP_IP_B);
+
+    // A neighbour entry and the endpoint's address lost: both restored.
+    must(
+        &a.net_ns(),
+        &["ip", "neigh", "del", "10.77.0.11", "dev", "vxlan0"],
+    );
+    must(&a.ep_ns(), &["ip", "addr", "flush", "dev", "eth0"]);
+    let ops = a.plan();
+    assert!(
+        ops.iter().any(|op| matches!(op, Op::AddNeigh { .. })),
+        "{ops:#?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, Op::SetDefaultRoute { .. })),
+        "{ops:#?}"
+    );
+    a.apply(&ops);
+    assert!(a.plan().is_empty());
+    wait_ping(&a.ep_ns(), EP_IP_B);
+}
+
+#[test]
+fn vxlan_uses_the_data_path_address_and_mtu_holds() {
+    let mut w = world!();
+    w.a().converge();
+    w.b().converge();
+    let (a_ep, a_ns) = (w.a().ep_ns(), w.a().ns.clone());
+    wait_ping(&a_ep, EP_IP_B);
+
+    // The VXLAN device: local address and port as asked, learning off, proxy on.
+    let vx = must(&w.a().net_ns(), &["ip", "-d", "link", "show", "vxlan0"]);
+    assert!(vx.contains("vxlan id 4200 local 198.51.100.1"), "{vx}");
+    assert!(vx.contains("dstport 4789"), "{vx}");
+    assert!(vx.contains("nolearning") && vx.contains("proxy"), "{vx}");
+    assert!(vx.contains("master br0"), "{vx}");
+
+    // Capture the underlay while pinging.
+    let mut child = match ns_cmd(
+        &a_ns,
+        &["tcpdump", "-n", "-l", "-i", "uplink", "udp", "port", "4789"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("tcpdump: {e}"),
+    };
+    let (tx, rx) = mpsc::channel::<(bool, String)>();
+    for (is_out, pipe) in [
+        (
+            true,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ),
+        (
+            false,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ),
+    ] {
+        let tx = tx.clone();
+        if let Some(pipe) = pipe {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send((is_out, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    w.children.push(child);
+    let start = Instant::now();
+    let mut stdout_lines = Vec::new();
+    let mut listening = false;
+    while !listening {
+        assert!(start.elapsed() < DEADLINE, "tcpdump did not start");
+        if let Ok((is_out, line)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if is_out {
+                stdout_lines.push(line);
+            } else if line.contains("listening on") {
+                listening = true;
+            }
+        }
+    }
+    let mut seen: Option<String> = None;
+    wait_until("a VXLAN packet on the uplink", || {
+        let _ = ping(&a_ep, EP_IP_B, &["-W1"]);
+        while let Ok((is_out, line)) = rx.try_recv() {
+            if is_out {
+                stdout_lines.push(line);
+            }
+        }
+        seen = stdout_lines
+            .iter()
+            .find(|l| l.contains("VXLAN") && l.contains("> 198.51.100.2.4789"))
+            .cloned();
+        seen.is_some()
+    });
+    let line = seen.unwrap_or_default();
+    assert!(line.contains("vni 4200"), "{line}");
+    let (src, _) = addr_from_pcap_line(&line).unwrap_or_default();
+    assert!(
+        src.starts_with("198.51.100.1."),
+        "outer source {src}: {line}"
+    );
+    // Every VXLAN packet leaving A has the data-path address as source.
+    for l in stdout_lines.iter().filter(|l| l.contains("VXLAN")) {
+        if let Some((src, dst)) = addr_from_pcap_line(l) {
+            assert!(
+                src.starts_with("198.51.100.1.") || dst.starts_with("198.51.100.1."),
+                "{l}"
+            );
+        }
+    }
+
+    // Path MTU: the largest unfragmentable ping fits, one byte more does not.
+    let max = (MTU - 28).to_string();
+    let over = (MTU - 27).to_string();
+    wait_until("a DF ping of MTU-28 bytes", || {
+        ping(&a_ep, EP_IP_B, &["-M", "do", "-s", &max])
+            .status
+            .success()
+    });
+    let o = ping(&a_ep, EP_IP_B, &["-M", "do", "-s", &over]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).to_lowercase().contains("message too long"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn last_endpoint_gone_removes_its_namespaces() {
+    let w = world!();
+    let a = w.a();
+    a.converge();
+    assert!(a.ep_ns().exists() && a.net_ns().exists());
+    let gone = Host {
+        ns: a.ns.clone(),
+        layout: a.layout.clone(),
+        underlay: a.underlay,
+        desired: Desired::default(),
+    };
+    let ops = gone.converge();
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, Op::DeleteEndpointNs { .. })),
+        "{ops:#?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, Op::DeleteNetworkNs { .. })),
+        "{ops:#?}"
+    );
+    assert!(!a.ep_ns().exists() && !a.net_ns().exists());
+    let left: Vec<_> = std::fs::read_dir(a.layout.netns_dir())
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(gone.observe(), Observed::default());
+    // No VXLAN device is left behind in the host namespace either.
+    let vx = must(&a.ns, &["ip", "-j", "link", "show", "type", "vxlan"]);
+    assert!(vx.trim() == "[]" || vx.trim().is_empty(), "{vx}");
+    // And it comes back.
+    a.converge();
+    assert!(a.ep_ns().exists() && a.net_ns().exists());
+}
+
+#[test]
+fn garbage_and_leftovers_in_the_run_dir() {
+    let w = world!();
+    let a = w.a();
+    let dir = a.layout.netns_dir();
+    let mkdirs = std::fs::create_dir_all(dir.join("emptydir"));
+    assert!(mkdirs.is_ok());
+    for (name, content) in [
+        ("junk", "hello"),
+        ("net-000000000000", ""),
+        ("ep-crashed", ""),
+    ] {
+        assert!(std::fs::write(dir.join(name), content).is_ok());
+    }
+    let fifo = nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    );
+    assert!(fifo.is_ok());
+    // A name that is not UTF-8: ignored, not a panic.
+    let odd = dir.join(OsStr::from_bytes(b"odd-\xff"));
+    assert!(std::fs::write(&odd, "").is_ok());
+    // A namespace nobody wants any more, with a process inside.
+    assert!(create_netns_file(&dir.join("ep-ghost")).is_ok());
+    // A temporary VXLAN left in the host namespace by a crash.
+    let tmp = a.layout.temp_vxlan_name(4242);
+    must(
+        &a.ns,
+        &[
+            "ip",
+            "link",
+            "add",
+            &tmp,
+            "type",
+            "vxlan",
+            "id",
+            "4242",
+            "local",
+            "198.51.100.1",
+            "dstport",
+            "4789",
+        ],
+    );
+
+    let o = a.observe();
+    let stale: Vec<&str> = o.stale_files.iter().map(String::as_str).collect();
+    assert_eq!(
+        stale,
+        ["emptydir", "ep-crashed", "fifo", "junk", "net-000000000000"]
+    );
+    assert!(o.namespaces.contains_key("ep-ghost"));
+    assert!(o.host_temp_links.contains(&tmp));
+
+    a.converge();
+    let o = a.observe();
+    assert!(o.stale_files.is_empty() && o.host_temp_links.is_empty());
+    let names: Vec<&str> = o.namespaces.keys().map(String::as_str).collect();
+    assert_eq!(names, ["ep-epa", network_ns_name(NET_ID).as_str()]);
+    assert!(odd.exists());
+}
+
+#[test]
+fn batches_keep_process_count_low() {
+    let w = world!();
+    let a = w.a();
+    let ops = a.plan();
+    let report = a.apply(&ops);
+    // host (vxlan) + network ns (ip, bridge) + endpoint ns (ip).
+    assert_eq!(report.processes, 4, "{ops:#?}");
+    assert_eq!(report.applied, ops.len());
+    let again = a.plan();
+    assert!(again.is_empty(), "{again:#?}\n{:#?}", a.observe());
+}
