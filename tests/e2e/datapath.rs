@@ -62,29 +62,41 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
             })?;
         }
     }
-    // TCP: a page served in web0, fetched from web2. (A few lines of Python rather than
+    // TCP, both ways: web0 serves web2, then web2 serves web0. (A few lines of Python rather than
     // `http.server`, which looks its own address up in DNS first and stalls without one.)
-    let serve = TCP_SERVER.replace("IP", &eps[0].ip);
-    let server = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", eps[0].netns))
-        .args(["--", "python3", "-c", &serve])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(lab.dir().join("tcp-server.log"))?)
-        .spawn()?;
-    let _kill = KillOnDrop(server);
-    let fetch = TCP_CLIENT.replace("IP", &eps[0].ip);
-    let body = wait_for("a 100 kB TCP response over the overlay", CONVERGE, || {
-        let out = in_ns(&eps[2].netns, &["python3", "-c", &fetch]);
-        if out.success() {
-            Ok(Some(out.stdout))
-        } else {
-            let tail: String = out.stderr.lines().last().unwrap_or_default().to_string();
-            let server = std::fs::read_to_string(lab.dir().join("tcp-server.log"))?;
-            anyhow::bail!("{tail}; server: {server}")
-        }
-    })?;
-    assert_eq!(body.trim(), "100042 served-over-the-overlay", "{body}");
+    let mut servers = Vec::new();
+    for (server_ep, client_ep) in [(&eps[0], &eps[2]), (&eps[2], &eps[0])] {
+        let log = lab.dir().join(format!("tcp-server-{}.log", server_ep.name));
+        let server = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", server_ep.netns))
+            .args([
+                "--",
+                "python3",
+                "-c",
+                &TCP_SERVER.replace("IP", &server_ep.ip),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        servers.push(KillOnDrop(server));
+        let fetch = TCP_CLIENT.replace("IP", &server_ep.ip);
+        let what = format!(
+            "100 kB over TCP from {} to {}",
+            server_ep.name, client_ep.name
+        );
+        let body = wait_for(&what, CONVERGE, || {
+            let out = in_ns(&client_ep.netns, &["python3", "-c", &fetch]);
+            if out.success() {
+                Ok(Some(out.stdout))
+            } else {
+                let tail: String = out.stderr.lines().last().unwrap_or_default().to_string();
+                let server = std::fs::read_to_string(&log)?;
+                anyhow::bail!("{tail}; server: {server}")
+            }
+        })?;
+        assert_eq!(body.trim(), "100042 served-over-the-overlay", "{body}");
+    }
 
     let ctl_pcap = ctl.stop()?;
     let data_pcap = data.stop()?;
@@ -493,5 +505,108 @@ fn connect_disconnect_and_node_removal() -> anyhow::Result<()> {
             .any(|l| l.contains(&cache.mac) && l.contains(" dst ")))
         .then_some(()))
     })?;
+    Ok(())
+}
+
+/// Every namespace file on host `i` belongs to an endpoint or network of the state, and every
+/// local endpoint of the state has its namespace with an addressed `eth0`.
+fn kernel_matches_state(lab: &secnet_lab::Lab, i: usize) -> anyhow::Result<Option<()>> {
+    let eps = lab
+        .host(i)
+        .cli_json(&["endpoint", "ls", "--format", "json"])?;
+    let me = lab.host(i).cli_json(&["status", "--format", "json"])?["node_id"].clone();
+    let local: Vec<&serde_json::Value> = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"] == me)
+        .collect();
+    let dir = lab.host(i).dir().join("run/netns");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in &files {
+        if let Some(name) = f.strip_prefix("ep-") {
+            if !local.iter().any(|e| e["name"] == name) {
+                return Ok(None); // a leftover not yet removed
+            }
+        }
+    }
+    for e in &local {
+        let netns = e["netns"].as_str().unwrap();
+        let out = in_ns(netns, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+        if !out.stdout.contains(e["ip"].as_str().unwrap()) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(()))
+}
+
+#[test]
+fn a_crash_while_creating_endpoints_leaves_nothing_half_made() -> anyhow::Result<()> {
+    let mut lab = lab(2)?;
+    form(&lab, 1, &[])?;
+    lab.host(0).cli_ok(&["network", "create", "blue"])?;
+    wait_for("blue on host 1", CONVERGE, || network(&lab, 1, "blue"))?;
+    let anchor = endpoint(&lab, 0, "blue", "anchor")?;
+    for (round, delay_ms) in [0u64, 15, 40, 80, 150].into_iter().enumerate() {
+        // Start a create on host 1 and kill its daemon a moment later.
+        let mut create = std::process::Command::new(secnet_lab::bin_dir()?.join("secnet"))
+            .arg("--socket")
+            .arg(lab.host(1).socket())
+            .args([
+                "endpoint",
+                "create",
+                "--network",
+                "blue",
+                "--name",
+                &format!("crash{round}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        lab.host_mut(1).kill_daemon()?;
+        let _ = create.wait();
+        lab.host_mut(1).start_daemon()?;
+        wait_for(
+            &format!("host 1's kernel to match its state after crash {round}"),
+            CONVERGE,
+            || kernel_matches_state(&lab, 1),
+        )?;
+    }
+    // Whatever was created is complete and reachable; the rest left no trace.
+    let eps = lab
+        .host(1)
+        .cli_json(&["endpoint", "ls", "--format", "json"])?;
+    for e in eps.as_array().unwrap() {
+        if e["name"].as_str().unwrap().starts_with("crash") {
+            let ep = Ep {
+                name: e["name"].as_str().unwrap().into(),
+                ip: e["ip"].as_str().unwrap().into(),
+                mac: e["mac"].as_str().unwrap().into(),
+                netns: e["netns"].as_str().unwrap().into(),
+                host: 1,
+            };
+            wait_for(&format!("{} -> anchor", ep.name), CONVERGE, || {
+                Ok(ping(&ep, &anchor.ip).success().then_some(()))
+            })?;
+        }
+    }
+
+    // A node that was down catches up when it returns.
+    lab.host_mut(1).stop_daemon()?;
+    let late = endpoint(&lab, 0, "blue", "late")?;
+    lab.host_mut(1).start_daemon()?;
+    let probe = endpoint(&lab, 1, "blue", "probe")?;
+    wait_for(
+        "the returning node reaches an endpoint made while it was down",
+        CONVERGE,
+        || Ok(ping(&probe, &late.ip).success().then_some(())),
+    )?;
     Ok(())
 }
