@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use secnet_e2e::*;
+use secnet_lab::traffic::{tcp_client, tcp_expected, tcp_server};
 use secnet_lab::{parse_pcap, wait_for, Capture, Ipv4Packet};
+
+const MARKER: &str = "served-over-the-overlay";
 
 fn vxlan_packets(pcap: &[u8]) -> usize {
     parse_pcap(pcap)
@@ -62,8 +65,7 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
             })?;
         }
     }
-    // TCP, both ways: web0 serves web2, then web2 serves web0. (A few lines of Python rather than
-    // `http.server`, which looks its own address up in DNS first and stalls without one.)
+    // TCP, both ways: web0 serves web2, then web2 serves web0.
     let mut servers = Vec::new();
     for (server_ep, client_ep) in [(&eps[0], &eps[2]), (&eps[2], &eps[0])] {
         let log = lab.dir().join(format!("tcp-server-{}.log", server_ep.name));
@@ -73,14 +75,14 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
                 "--",
                 "python3",
                 "-c",
-                &TCP_SERVER.replace("IP", &server_ep.ip),
+                &tcp_server(&server_ep.ip, 100_000, MARKER),
             ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
         servers.push(KillOnDrop(server));
-        let fetch = TCP_CLIENT.replace("IP", &server_ep.ip);
+        let fetch = tcp_client(&server_ep.ip, MARKER);
         let what = format!(
             "100 kB over TCP from {} to {}",
             server_ep.name, client_ep.name
@@ -95,7 +97,7 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
                 anyhow::bail!("{tail}; server: {server}")
             }
         })?;
-        assert_eq!(body.trim(), "100042 served-over-the-overlay", "{body}");
+        assert_eq!(body.trim(), tcp_expected(100_000, MARKER), "{body}");
     }
 
     let ctl_pcap = ctl.stop()?;
@@ -144,34 +146,6 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
     );
     Ok(())
 }
-
-/// Answers every connection on IP:8080 with an HTTP response of 100 kB ending in a marker.
-const TCP_SERVER: &str = r#"
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("IP", 8080))
-s.listen()
-while True:
-    c, _ = s.accept()
-    c.recv(4096)
-    c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 100000 + b"served-over-the-overlay")
-    c.close()
-"#;
-
-/// Fetches from IP:8080 and prints the length and the last 23 bytes.
-const TCP_CLIENT: &str = r#"
-import socket
-c = socket.create_connection(("IP", 8080), timeout=2)
-c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-data = b""
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    data += b
-print(len(data), data[-23:].decode())
-"#;
 
 struct KillOnDrop(std::process::Child);
 impl Drop for KillOnDrop {

@@ -7,10 +7,13 @@
 //!   key-encryption key, and `0600` atomic private files.
 //! * [`pki`]: the cluster CA, node certificates and the TLS 1.3 (rustls,
 //!   ring) configurations for mTLS and for joining.
+//! * [`ring`](mod@ring): the cluster's pre-shared-key ring, a pure state
+//!   machine for two-phase key rotation.
 //!
 //! This crate targets Unix (file modes).
 
 pub mod pki;
+pub mod ring;
 pub mod seal;
 pub mod secret;
 pub mod token;
@@ -20,6 +23,7 @@ pub use pki::{
     server_name, CaCapture, CaDigestMismatch, ClusterCa, NodeIdentity, NodeKey, PkiError, Role,
     ALPN_SECNET, MANAGER_SERVER_NAME, NODE_CERT_VALIDITY, WORKER_SERVER_NAME,
 };
+pub use ring::{KeyRing, KeyState, RingError, RingKey, RotationReason, MAX_RING_KEYS};
 pub use seal::{ensure_private_dir, open, seal, write_private_file, Kek, SealError};
 pub use secret::{Secret32, SecretBytes};
 pub use token::{JoinToken, TokenError};

@@ -42,6 +42,8 @@ mod cmd;
 mod lab;
 mod netns;
 
+pub mod traffic;
+
 pub use capture::{
     parse_pcap, Capture, Ipv4Packet, Pcap, PcapPacket, CAPTURE_SETTLE, CAPTURE_START_TIMEOUT,
     IPPROTO_ESP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, LINKTYPE_ETHERNET,

@@ -574,38 +574,8 @@ fn run_demo(lab: &mut Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves one 20 kB HTTP-like answer per connection on IP:8080.
-const DEMO_SERVER: &str = r#"
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("IP", 8080))
-s.listen()
-while True:
-    c, _ = s.accept()
-    c.recv(4096)
-    c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"." * 20000 + b"hello from api over the overlay")
-    c.close()
-"#;
-
-/// Fetches from IP:8080 and prints the size and the last line.
-const DEMO_CLIENT: &str = r#"
-import socket, time
-for attempt in range(50):
-    try:
-        c = socket.create_connection(("IP", 8080), timeout=2)
-        break
-    except OSError:
-        time.sleep(0.1)
-c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-data = b""
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    data += b
-print(f"received {len(data)} bytes: ...{data[-31:].decode()}")
-"#;
+/// What the demo's server sends last.
+const DEMO_MARKER: &str = "hello from api over the overlay";
 
 /// Kills a background process when dropped.
 struct Background(std::process::Child);
@@ -689,7 +659,7 @@ fn traffic(lab: &Lab) -> anyhow::Result<()> {
         &["exec", "web", "--", "ping", "-c", "3", "-i", "0.2", &api_ip],
         None,
     )?;
-    let server_code = DEMO_SERVER.replace("IP", &api_ip);
+    let server_code = secnet_lab::traffic::tcp_server(&api_ip, 20000, DEMO_MARKER);
     say(format!(
         "    h2$ secnet exec api -- python3 -c '<a tiny TCP server on {api_ip}:8080>' &"
     ));
@@ -702,13 +672,13 @@ fn traffic(lab: &Lab) -> anyhow::Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let _server = Background(server.spawn().context("starting the server in api")?);
-    let client_code = DEMO_CLIENT.replace("IP", &api_ip);
+    let client_code = secnet_lab::traffic::tcp_client(&api_ip, DEMO_MARKER);
     say(format!(
         "    h5$ secnet exec web -- python3 -c '<fetch http://{api_ip}:8080/>'"
     ));
     let page = h5.cli_ok(&["exec", "web", "--", "python3", "-c", &client_code])?;
     say_indented(page.trim(), "      ");
-    if !page.contains("hello from api over the overlay") {
+    if page.trim() != secnet_lab::traffic::tcp_expected(20000, DEMO_MARKER) {
         bail!("the page did not arrive: {page}");
     }
 

@@ -8,43 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::NodeId;
 
-/// What a node does in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A Raft voter: holds the whole state and accepts writes.
-    Manager,
-    /// Watches the state from a manager; not a Raft member.
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Manager => "manager",
-            Role::Worker => "worker",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "manager" => Ok(Role::Manager),
-            "worker" => Ok(Role::Worker),
-            other => Err(format!(
-                "invalid role {other:?}: expected \"worker\" or \"manager\""
-            )),
-        }
-    }
-}
+/// What a node does in the cluster: a manager is a Raft voter holding the whole state; a
+/// worker watches the state from a manager. The same type names the role in certificates.
+pub use secnet_keys::pki::Role;
 
 /// Whether the leader hears from a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -284,7 +284,7 @@ async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
         .sign_node(
             &csr,
             node_id.0,
-            pki::Role::Manager,
+            Role::Manager,
             &cluster_id,
             NODE_CERT_VALIDITY,
             std::time::SystemTime::now(),

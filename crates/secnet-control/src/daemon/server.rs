@@ -233,14 +233,10 @@ fn sign(m: &Member, node_id: NodeId, role: Role, csr_der: &[u8]) -> Result<Vec<u
     };
     let ca = ClusterCa::from_parts(view.state.ca_cert_der.clone(), secrets.ca_key.clone())
         .map_err(|e| ApiError::internal(format!("cluster CA unusable: {e}")))?;
-    let key_role = match role {
-        Role::Manager => pki::Role::Manager,
-        Role::Worker => pki::Role::Worker,
-    };
     ca.sign_node(
         csr_der,
         node_id.0,
-        key_role,
+        role,
         &config.cluster_id,
         NODE_CERT_VALIDITY,
         std::time::SystemTime::now(),

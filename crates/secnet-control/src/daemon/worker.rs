@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use secnet_api::wire;
 use secnet_keys::seal;
-use secnet_model::{ClusterState, NodeId};
+use secnet_model::ClusterState;
 
 use super::identity::Identity;
 use super::{Daemon, Member, Runtime, View};
@@ -121,7 +121,6 @@ async fn watch_one(
         if changed {
             persist(daemon, &ev);
         }
-        let _: Option<NodeId> = ev.leader;
     }
 }
 
