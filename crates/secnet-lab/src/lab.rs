@@ -336,7 +336,7 @@ impl Host {
         result.map_err(|e| anyhow!("{e:#}\n{}", self.log_tail_section()))
     }
 
-    /// Starts `ip netns exec NS <bindir>/secnetd --state-dir S --socket P
+    /// Starts `nsenter --net=/run/netns/NS <bindir>/secnetd --state-dir S --socket P
     /// --hostname NAME [daemon_args]` with stdout and stderr appended to the
     /// log file, and waits (up to 20 s) until the socket accepts a connection.
     pub fn start_daemon(&mut self) -> anyhow::Result<()> {

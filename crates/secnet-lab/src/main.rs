@@ -205,7 +205,10 @@ fn print_lab(lab: &Lab, daemons: bool) {
                 h.socket().display()
             ));
         }
-        say(format!("      $ ip netns exec {} bash", h.netns()));
+        say(format!(
+            "      $ nsenter --net=/run/netns/{} bash",
+            h.netns()
+        ));
     }
 }
 

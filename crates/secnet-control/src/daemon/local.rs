@@ -761,28 +761,7 @@ async fn status(daemon: &Arc<Daemon>) -> LocalResult {
         }));
     };
     let v = m.view();
-    let managers: Vec<_> = v.state.managers().cloned().collect();
-    let mut reachable = 0;
-    let probes = managers.iter().map(|n| {
-        let m = m.clone();
-        let addr = n.advertise_addr;
-        let is_me = n.id == m.id.node_id;
-        async move {
-            if is_me {
-                return true;
-            }
-            matches!(
-                m.call(addr, &PeerRequest::Ping, Duration::from_secs(1))
-                    .await,
-                Ok(PeerResponse::Pong { .. })
-            )
-        }
-    });
-    for ok in futures::future::join_all(probes).await {
-        if ok {
-            reachable += 1;
-        }
-    }
+    let (managers_reachable, managers) = m.managers_reachable().await;
     let leader = v.leader.and_then(|l| v.state.nodes.get(&l));
     Ok(LocalResponse::Status(StatusInfo {
         state: "active".into(),
@@ -792,8 +771,8 @@ async fn status(daemon: &Arc<Daemon>) -> LocalResult {
         cluster_id: Some(m.id.cluster_id.clone()),
         leader_id: leader.map(|n| n.id.to_string()),
         leader_addr: leader.map(|n| n.advertise_addr.to_string()),
-        managers: managers.len(),
-        managers_reachable: reachable,
+        managers,
+        managers_reachable,
         nodes: v.state.nodes.len(),
         networks: v.state.networks.len(),
         advertise_addr: Some(m.id.advertise_addr.to_string()),

@@ -335,69 +335,135 @@ impl Member {
                 })
                 .clone()
         };
-        let mut client = client.lock().await;
-        client.call(req, timeout).await
+        // A call already in flight on the pooled connection (a slow write, a forward that
+        // comes back to us) must not block this one: use a connection of its own then.
+        let pooled = client.try_lock();
+        let result = match pooled {
+            Ok(mut pooled) => pooled.call(req, timeout).await,
+            Err(_) => {
+                PeerClient::new(addr, self.client_tls.clone())
+                    .call(req, timeout)
+                    .await
+            }
+        };
+        result
     }
 
     /// Carries out a write: on the leader directly, elsewhere by forwarding towards it. A
     /// write that meets an election in progress is retried for a few seconds; a lost quorum
     /// or unreachable managers fail at once.
     pub async fn propose(&self, proposal: Proposal, hops: u8) -> Result<Committed, ApiError> {
+        if hops > 0 {
+            return self.propose_forwarded(proposal, hops).await;
+        }
+        // Only the node where the write started retries, and only while a majority of the
+        // managers answers (an election is then about to finish); without one it fails at
+        // once with the reason.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
         loop {
-            match self.propose_once(proposal.clone(), hops).await {
-                // Only the node where the write started retries; a forwarding node answers at
-                // once, so waits do not pile up along the forwarding chain.
-                Err(e)
-                    if hops == 0
-                        && is_leadership_transient(&e)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+            match self.propose_from_origin(proposal.clone()).await {
+                Err(e) if is_leadership_transient(&e) => {
+                    let (reachable, managers) = self.managers_reachable().await;
+                    if reachable * 2 <= managers {
+                        return Err(ApiError::unavailable(format!(
+                            "the cluster has lost quorum: {reachable} of {managers} managers are reachable and a majority is needed; writes are refused until a majority is back (or run `secnet init --force-new-cluster` on a surviving manager)"
+                        )));
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 r => return r,
             }
         }
     }
 
-    async fn propose_once(&self, proposal: Proposal, hops: u8) -> Result<Committed, ApiError> {
+    /// The node where a write starts: the leader runs it; otherwise it asks the leader it
+    /// knows and then every other manager, each of which runs it or passes it to its own
+    /// leader once.
+    async fn propose_from_origin(&self, proposal: Proposal) -> Result<Committed, ApiError> {
         if let Runtime::Manager(m) = &self.rt {
             if m.is_leader() {
                 return m.execute(proposal).await;
             }
         }
-        if hops >= 3 {
-            return Err(ApiError::unavailable(format!(
-                "{FORWARDED_TOO_OFTEN} without reaching the leader; the managers disagree on who leads (an election is probably in progress): retry"
-            )));
-        }
         let addrs = self.manager_addrs();
         if addrs.is_empty() {
-            return Err(ApiError::unavailable(
-                "no other manager is known and this node is not the leader: the cluster has no quorum",
-            ));
+            return Err(ApiError::unavailable(NO_LEADER));
         }
-        // Admitting a voter waits for it to catch up with the log.
-        let timeout = match proposal {
-            Proposal::AddVoter { .. } => Duration::from_secs(40),
-            _ => WRITE_TIMEOUT + Duration::from_secs(3),
-        };
-        let req = PeerRequest::Propose {
-            proposal,
-            hops: hops + 1,
-        };
+        let timeout = forward_timeout(&proposal);
+        let req = PeerRequest::Propose { proposal, hops: 1 };
         let mut errors = Vec::new();
         for addr in addrs {
             match self.call(addr, &req, timeout).await {
+                Ok(PeerResponse::Proposed(Err(e))) if is_leadership_transient(&e) => {
+                    errors.push(format!("{addr}: {}", e.message))
+                }
                 Ok(PeerResponse::Proposed(r)) => return r,
                 Ok(other) => errors.push(format!("{addr}: unexpected answer {other:?}")),
                 Err(e) => errors.push(e.to_string()),
             }
         }
         Err(ApiError::unavailable(format!(
-            "no manager could carry out the write; the cluster may have lost quorum ({})",
+            "{NO_LEADER} ({})",
             errors.join("; ")
         )))
+    }
+
+    /// A node that received a forwarded write: runs it if it leads, else passes it once to the
+    /// leader it knows. It never fans out further, so forwards cannot loop.
+    async fn propose_forwarded(&self, proposal: Proposal, hops: u8) -> Result<Committed, ApiError> {
+        if let Runtime::Manager(m) = &self.rt {
+            if m.is_leader() {
+                return m.execute(proposal).await;
+            }
+        }
+        let view = self.view();
+        let leader = view
+            .leader
+            .filter(|l| *l != self.id.node_id)
+            .and_then(|l| view.state.nodes.get(&l))
+            .map(|n| n.advertise_addr);
+        let (Some(addr), true) = (leader, hops < 2) else {
+            return Err(ApiError::unavailable(NO_LEADER));
+        };
+        let timeout = forward_timeout(&proposal);
+        let req = PeerRequest::Propose {
+            proposal,
+            hops: hops + 1,
+        };
+        match self.call(addr, &req, timeout).await {
+            Ok(PeerResponse::Proposed(r)) => r,
+            Ok(other) => Err(ApiError::internal(format!(
+                "{addr}: unexpected answer {other:?}"
+            ))),
+            Err(e) => Err(ApiError::unavailable(format!("{NO_LEADER} ({e})"))),
+        }
+    }
+
+    /// How many managers answer now (this node included), and how many there are.
+    pub(crate) async fn managers_reachable(&self) -> (usize, usize) {
+        let view = self.view();
+        let managers: Vec<_> = view.state.managers().cloned().collect();
+        let probes = managers.iter().map(|n| {
+            let addr = n.advertise_addr;
+            let is_me = n.id == self.id.node_id;
+            async move {
+                is_me
+                    || matches!(
+                        self.call(addr, &PeerRequest::Ping, Duration::from_secs(1))
+                            .await,
+                        Ok(PeerResponse::Pong { .. })
+                    )
+            }
+        });
+        let reachable = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        (reachable, managers.len())
     }
 
     /// Proposes a command and returns the model's answer once this node's own copy of the
@@ -478,10 +544,19 @@ impl Member {
 /// Errors that mean "an election is in progress": worth retrying shortly.
 fn is_leadership_transient(e: &ApiError) -> bool {
     e.kind == ErrorKind::Unavailable
-        && (e.message == manager::LEADERSHIP_CHANGED || e.message.starts_with(FORWARDED_TOO_OFTEN))
+        && (e.message == manager::LEADERSHIP_CHANGED || e.message.starts_with(NO_LEADER))
 }
 
-const FORWARDED_TOO_OFTEN: &str = "the write was forwarded too many times";
+/// Why a write found no leader to run it.
+const NO_LEADER: &str = "no manager could reach a leader (an election may be in progress)";
+
+/// How long a forwarded write may take: admitting a voter waits for it to catch up.
+fn forward_timeout(p: &Proposal) -> Duration {
+    match p {
+        Proposal::AddVoter { .. } => Duration::from_secs(40),
+        _ => WRITE_TIMEOUT + Duration::from_secs(3),
+    }
+}
 
 /// Whether a certificate expiring at `not_after` should be renewed at `now`: past a point
 /// between 50% and 80% of its lifetime, spread by node id so a cluster's nodes do not all renew
