@@ -1,0 +1,284 @@
+//! Classifying a UDP datagram before any cryptography touches it.
+//!
+//! Pure: bytes in, a [`Datagram`] out; no keys, no state, no allocation. It decides which
+//! peer's `Tunn` (if any) a datagram goes to, so it runs on every byte an attacker can send
+//! to the data-path port. It is property-tested and fuzzed (`fuzz/fuzz_targets/tunnel_dispatch.rs`)
+//! to never panic, and it accepts exactly what boringtun's own parser
+//! (`Tunn::parse_incoming_packet`) accepts, so nothing we route is rejected later for its shape
+//! and nothing boringtun would take is dropped here:
+//!
+//! | type | message | length |
+//! |---|---|---|
+//! | 1 | handshake initiation | exactly 148 |
+//! | 2 | handshake response | exactly 92 |
+//! | 3 | cookie reply | exactly 64 |
+//! | 4 | transport data | 32 or more (16-byte header + 16-byte tag; 32 is a keepalive) |
+//!
+//! The type is the first four bytes as a little-endian `u32`, so the three "reserved" bytes
+//! must be zero. Data messages need no 16-byte alignment: the WireGuard paper pads the
+//! plaintext to a multiple of 16, but boringtun 0.7.1 does not pad what it sends (see the TODO
+//! in its `session.rs`), and the padding may stop at the MTU anyway, so requiring alignment
+//! would drop valid traffic.
+//!
+//! Receiver indices are the value boringtun put in the packet: our `Tunn` index shifted left
+//! 8 bits, the low 8 bits counting sessions. [`Datagram::peer_index`] undoes the shift.
+
+/// Message type 1: handshake initiation.
+pub const HANDSHAKE_INIT: u32 = 1;
+/// Message type 2: handshake response.
+pub const HANDSHAKE_RESPONSE: u32 = 2;
+/// Message type 3: cookie reply.
+pub const COOKIE_REPLY: u32 = 3;
+/// Message type 4: transport data.
+pub const DATA: u32 = 4;
+
+/// Exact length of a handshake initiation.
+pub const HANDSHAKE_INIT_LEN: usize = 148;
+/// Exact length of a handshake response.
+pub const HANDSHAKE_RESPONSE_LEN: usize = 92;
+/// Exact length of a cookie reply.
+pub const COOKIE_REPLY_LEN: usize = 64;
+/// Smallest transport data message (a keepalive: header and tag, no payload).
+pub const DATA_MIN_LEN: usize = 32;
+
+/// What a datagram claims to be, judged by type and length only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram {
+    /// A handshake initiation: the sender is found by decrypting its static key
+    /// (`parse_handshake_anon`), after the MAC and rate-limit checks.
+    HandshakeInit {
+        /// The initiator's index (where our response goes).
+        sender: u32,
+    },
+    /// A handshake response to one of our initiations.
+    HandshakeResponse {
+        /// Our index, as we sent it in the initiation.
+        receiver: u32,
+    },
+    /// A cookie reply to one of our handshake messages (the peer is under load).
+    Cookie {
+        /// Our index, as we sent it in the handshake message.
+        receiver: u32,
+    },
+    /// Transport data (or a keepalive) for one of our sessions.
+    Data {
+        /// Our index for the session.
+        receiver: u32,
+    },
+    /// Anything else: an unknown type, non-zero reserved bytes, or a wrong length.
+    Garbage,
+}
+
+impl Datagram {
+    /// Which of our `Tunn`s the datagram names (`receiver >> 8`); `None` for initiations
+    /// (they name no receiver) and garbage.
+    pub fn peer_index(&self) -> Option<u32> {
+        match *self {
+            Datagram::HandshakeResponse { receiver }
+            | Datagram::Cookie { receiver }
+            | Datagram::Data { receiver } => Some(receiver >> 8),
+            Datagram::HandshakeInit { .. } | Datagram::Garbage => None,
+        }
+    }
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let field: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(field))
+}
+
+/// Classifies one datagram. Never panics, for any input.
+pub fn classify(datagram: &[u8]) -> Datagram {
+    let Some(kind) = le_u32(datagram, 0) else {
+        return Datagram::Garbage;
+    };
+    let len = datagram.len();
+    let field = |at| le_u32(datagram, at);
+    let classified = match (kind, len) {
+        (HANDSHAKE_INIT, HANDSHAKE_INIT_LEN) => {
+            field(4).map(|sender| Datagram::HandshakeInit { sender })
+        }
+        (HANDSHAKE_RESPONSE, HANDSHAKE_RESPONSE_LEN) => {
+            field(8).map(|receiver| Datagram::HandshakeResponse { receiver })
+        }
+        (COOKIE_REPLY, COOKIE_REPLY_LEN) => field(4).map(|receiver| Datagram::Cookie { receiver }),
+        (DATA, DATA_MIN_LEN..) => field(4).map(|receiver| Datagram::Data { receiver }),
+        _ => None,
+    };
+    classified.unwrap_or(Datagram::Garbage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boringtun::noise::{Packet, Tunn};
+    use proptest::prelude::*;
+
+    fn message(kind: u32, len: usize, index_at: usize, index: u32) -> Vec<u8> {
+        let mut m = vec![0xAB; len];
+        m[..4].copy_from_slice(&kind.to_le_bytes());
+        m[index_at..index_at + 4].copy_from_slice(&index.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn each_message_kind() {
+        assert_eq!(
+            classify(&message(1, 148, 4, 7)),
+            Datagram::HandshakeInit { sender: 7 }
+        );
+        assert_eq!(
+            classify(&message(2, 92, 8, 0x1234_5601)),
+            Datagram::HandshakeResponse {
+                receiver: 0x1234_5601
+            }
+        );
+        assert_eq!(
+            classify(&message(3, 64, 4, 0x100)),
+            Datagram::Cookie { receiver: 0x100 }
+        );
+        assert_eq!(
+            classify(&message(4, 32, 4, 0xFFFF_FFFF)),
+            Datagram::Data {
+                receiver: 0xFFFF_FFFF
+            }
+        );
+        // Unpadded data (boringtun does not pad) is still data.
+        assert_eq!(
+            classify(&message(4, 32 + 21, 4, 9)),
+            Datagram::Data { receiver: 9 }
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_and_types_are_garbage() {
+        for (kind, len) in [
+            (1, 147),
+            (1, 149),
+            (2, 91),
+            (2, 93),
+            (3, 63),
+            (3, 65),
+            (4, 31),
+        ] {
+            assert_eq!(classify(&message(kind, len, 4, 0)), Datagram::Garbage);
+        }
+        for kind in [0, 5, 0xFF, 0x0100_0001, 0x0000_0104] {
+            assert_eq!(classify(&message(kind, 148, 4, 0)), Datagram::Garbage);
+        }
+        assert_eq!(classify(&[]), Datagram::Garbage);
+        assert_eq!(classify(&[4, 0, 0]), Datagram::Garbage);
+    }
+
+    #[test]
+    fn peer_index_drops_the_session_byte() {
+        assert_eq!(
+            Datagram::Data {
+                receiver: 0x00AB_CD17
+            }
+            .peer_index(),
+            Some(0xABCD)
+        );
+        assert_eq!(Datagram::HandshakeInit { sender: 5 }.peer_index(), None);
+        assert_eq!(Datagram::Garbage.peer_index(), None);
+    }
+
+    /// The datagrams a real boringtun produces classify as what they are.
+    #[test]
+    fn real_handshake_messages() {
+        use boringtun::noise::TunnResult;
+        use boringtun::x25519::{PublicKey, StaticSecret};
+        let a = StaticSecret::from([1u8; 32]);
+        let b = StaticSecret::from([2u8; 32]);
+        let mut ta = Tunn::new(a.clone(), PublicKey::from(&b), None, None, 0x42, None);
+        let mut tb = Tunn::new(b, PublicKey::from(&a), None, None, 0x77, None);
+        let mut buf = vec![0u8; 2048];
+        let TunnResult::WriteToNetwork(init) = ta.format_handshake_initiation(&mut buf, false)
+        else {
+            panic!("no initiation");
+        };
+        let init = init.to_vec();
+        assert!(matches!(classify(&init), Datagram::HandshakeInit { .. }));
+        let TunnResult::WriteToNetwork(resp) = tb.decapsulate(None, &init, &mut buf) else {
+            panic!("no response");
+        };
+        let resp = resp.to_vec();
+        assert_eq!(
+            classify(&resp).peer_index(),
+            Some(0x42),
+            "response names A's index"
+        );
+        let TunnResult::WriteToNetwork(keepalive) = ta.decapsulate(None, &resp, &mut buf) else {
+            panic!("no keepalive");
+        };
+        let keepalive = keepalive.to_vec();
+        assert_eq!(classify(&keepalive).peer_index(), Some(0x77));
+        assert!(matches!(classify(&keepalive), Datagram::Data { .. }));
+    }
+
+    fn boringtun_kind(bytes: &[u8]) -> Option<(u32, Option<u32>)> {
+        Some(match Tunn::parse_incoming_packet(bytes).ok()? {
+            Packet::HandshakeInit(_) => (HANDSHAKE_INIT, None),
+            Packet::HandshakeResponse(p) => (HANDSHAKE_RESPONSE, Some(p.receiver_idx)),
+            Packet::PacketCookieReply(p) => (COOKIE_REPLY, Some(p.receiver_idx)),
+            Packet::PacketData(p) => (DATA, Some(p.receiver_idx)),
+        })
+    }
+
+    fn ours(d: Datagram) -> Option<(u32, Option<u32>)> {
+        Some(match d {
+            Datagram::HandshakeInit { .. } => (HANDSHAKE_INIT, None),
+            Datagram::HandshakeResponse { receiver } => (HANDSHAKE_RESPONSE, Some(receiver)),
+            Datagram::Cookie { receiver } => (COOKIE_REPLY, Some(receiver)),
+            Datagram::Data { receiver } => (DATA, Some(receiver)),
+            Datagram::Garbage => return None,
+        })
+    }
+
+    /// Datagrams that look like WireGuard messages: a plausible type, a length near the
+    /// interesting ones, random contents.
+    fn near_messages() -> impl Strategy<Value = Vec<u8>> {
+        let kind = prop_oneof![0u32..6, any::<u32>()];
+        let len = prop_oneof![
+            Just(148usize),
+            Just(92),
+            Just(64),
+            Just(32),
+            0usize..200,
+            140usize..160,
+            28usize..40,
+        ];
+        (kind, len, any::<u64>()).prop_map(|(kind, len, seed)| {
+            let mut v: Vec<u8> = (0..len)
+                .map(|i| (seed.rotate_left(i as u32 % 64) as u8) ^ (i as u8))
+                .collect();
+            if len >= 4 {
+                v[..4].copy_from_slice(&kind.to_le_bytes());
+            }
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = classify(&bytes).peer_index();
+        }
+
+        #[test]
+        fn agrees_with_boringtun_parser(bytes in near_messages()) {
+            prop_assert_eq!(ours(classify(&bytes)), boringtun_kind(&bytes));
+        }
+
+        #[test]
+        fn classification_follows_type_and_length(bytes in near_messages()) {
+            let kind = (bytes.len() >= 4).then(|| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+            let expected = match (kind, bytes.len()) {
+                (Some(1), 148) | (Some(2), 92) | (Some(3), 64) => kind,
+                (Some(4), n) if n >= 32 => kind,
+                _ => None,
+            };
+            prop_assert_eq!(ours(classify(&bytes)).map(|(k, _)| k), expected);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! secnet's WireGuard engine: one endpoint per host, carrying the encrypted overlay networks.
+//!
+//! A [`Tunnel`] owns a TUN device (the node's tunnel address) and a UDP socket on the
+//! data-path address. Packets routed into the TUN device are sealed for the peer that owns
+//! their destination tunnel address and sent as WireGuard datagrams; datagrams from peers are
+//! opened and written to the TUN device. The cryptography is boringtun's `noise::Tunn`, one per
+//! peer; everything around it (sockets, the peer table, dispatch, timers, counters) is ours.
+//!
+//! # Why not boringtun's `device` module
+//!
+//! It does one `read`/`sendto` per packet with a mutex per peer, has no `IFF_VNET_HDR`,
+//! GSO/GRO or batching, and cannot change an existing peer (it panics), while secnet changes
+//! peers and pre-shared keys at run time. Owning the loop also lets the peer table, the
+//! dispatch and the anti-spoofing check be plain code with unit tests (`engine.rs` drives two
+//! engines against each other in memory). This first increment receives datagrams with
+//! `recvmmsg` and otherwise moves one packet per syscall; see `io.rs` for what was measured
+//! and why TUN offloads (GSO/GRO), not more syscall batching, are the next step.
+//!
+//! # Why the inner source check
+//!
+//! boringtun authenticates *who* sent a datagram, not what the packet inside claims to be:
+//! `decapsulate` returns the inner source address and leaves the policy to the caller. Without
+//! the check, any cluster member could inject packets that appear to come from another
+//! member's tunnel address, and through it into the encrypted VXLAN networks. Each peer owns
+//! exactly one tunnel address ([`PeerConfig::tunnel_ip`]); anything else from it is dropped
+//! and counted ([`Counters::disallowed_source`], [`PeerStats::dropped_invalid`]). This is the
+//! tunnel half of secnet's strict mode (DESIGN.md, Data path).
+//!
+//! # Why the rate limiter
+//!
+//! The UDP port is reachable by anyone on the underlay, and a handshake initiation costs the
+//! receiver Diffie-Hellman operations before it knows who sent it (`parse_handshake_anon`
+//! decrypts the initiator's static key). One [`RateLimiter`](boringtun::noise::rate_limiter)
+//! shared by the endpoint checks MAC1 (so only senders who know our public key get that far)
+//! and, past a number of handshakes per second, answers with WireGuard cookies so that only
+//! senders that can receive at their claimed address are served. It is reset every second.
+//!
+//! # Threads and network namespaces
+//!
+//! [`Tunnel::start`] creates the TUN device and the socket in the network namespace of the
+//! *calling thread* and spawns the I/O thread from it. A daemon that serves a namespace must
+//! call it from a thread that has `setns`'d into that namespace (never from a tokio worker).
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod config;
+pub mod dispatch;
+mod engine;
+mod io;
+mod key;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use config::{PeerConfig, TunnelConfig, MAX_IFNAME_LEN, MAX_MTU, MIN_MTU};
+pub use key::{ParseKeyError, PublicKey, StaticKey};
+
+use engine::Engine;
+
+/// Why the tunnel could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// The tunnel configuration is invalid (name, prefix, MTU or address).
+    #[error("invalid tunnel configuration: {0}")]
+    InvalidConfig(String),
+    /// The peer set is invalid (a duplicate key or tunnel address, or our own key).
+    #[error("invalid peer set: {0}")]
+    InvalidPeers(String),
+    /// The TUN device could not be created or configured.
+    #[error("cannot create TUN device {name}: {source}")]
+    Tun {
+        /// The requested device name.
+        name: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP socket on {addr}: {source}")]
+    Bind {
+        /// The requested address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another I/O setup step failed (socket options, the wake-up socket, spawning the thread).
+    #[error("tunnel setup: {0}")]
+    Io(#[from] std::io::Error),
+    /// The I/O thread stopped with an error.
+    #[error("tunnel I/O thread failed: {0}")]
+    Failed(String),
+}
+
+/// Endpoint-wide drop counters (datagrams and packets that no peer accounts for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams that are not WireGuard messages for us: wrong type or length, or a handshake
+    /// initiation whose MAC1 or encrypted static key does not check out.
+    pub garbage: u64,
+    /// Well-formed datagrams for no current peer: an unknown receiver index, or an initiation
+    /// from a static key not in the peer set.
+    pub unknown_peer: u64,
+    /// Inner packets from a peer whose source is not that peer's tunnel address (or IPv6).
+    pub disallowed_source: u64,
+    /// Handshake initiations answered with a cookie or dropped because we are under load.
+    pub rate_limited: u64,
+    /// Packets read from the TUN device for no peer's tunnel address (or not IPv4).
+    pub no_route: u64,
+    /// Datagrams that the UDP socket would not take.
+    pub send_errors: u64,
+    /// Packets that the TUN device would not take.
+    pub tun_write_errors: u64,
+}
+
+/// One peer's state, as [`Tunnel::stats`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's static public key.
+    pub public_key: PublicKey,
+    /// Where we send its datagrams.
+    pub endpoint: SocketAddr,
+    /// Its tunnel address.
+    pub tunnel_ip: Ipv4Addr,
+    /// How long ago the current session's handshake completed; `None` without a session.
+    pub last_handshake: Option<Duration>,
+    /// Bytes of WireGuard datagrams accepted from it (all message types).
+    pub rx_bytes: u64,
+    /// Bytes of WireGuard datagrams sent to it (all message types).
+    pub tx_bytes: u64,
+    /// Failure events in handshakes with it: each handshake message from it that boringtun
+    /// rejected (wrong key or PSK, replayed or stale, bad MAC), and each of our initiations
+    /// that went unanswered (superseded by boringtun's retry every 5 s, or the last one
+    /// when it gives up after 90 s). One failed attempt can count as both.
+    pub handshake_failures: u64,
+    /// Data messages from it that failed to open (bad tag, replay, no session) plus inner
+    /// packets with a disallowed source.
+    pub dropped_invalid: u64,
+}
+
+/// State shared between the handle and the I/O thread.
+pub(crate) struct Shared {
+    engine: Mutex<Engine>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A panic inside boringtun must not take stats and shutdown down with it.
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// A running WireGuard endpoint. Dropping it stops the I/O thread and removes the TUN device.
+pub struct Tunnel {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<(), std::io::Error>>>,
+    wake: UnixDatagram,
+    tun_name: String,
+    local_addr: SocketAddr,
+    public_key: PublicKey,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("tun_name", &self.tun_name)
+            .field("local_addr", &self.local_addr)
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tunnel {
+    /// Creates the TUN device (no packet information; `tun_addr/tun_prefix`, `mtu`, up) and
+    /// binds the UDP socket, then starts the I/O thread. The peer set starts empty.
+    ///
+    /// Namespaces: the device and the socket are created in the network namespace of the
+    /// calling thread, and the I/O thread is spawned from it (so it inherits that namespace).
+    /// To run a tunnel inside a namespace, call this from a thread that has `setns`'d into
+    /// it; never from an async runtime's worker thread.
+    pub fn start(config: TunnelConfig) -> Result<Tunnel, TunnelError> {
+        config.validate()?;
+        let TunnelConfig {
+            listen,
+            tun_name,
+            tun_addr,
+            tun_prefix,
+            mtu,
+            private_key,
+        } = config;
+        // The socket first: a port in use should fail before a device exists.
+        let udp = io::bind_udp(listen)?;
+        let local_addr = udp.local_addr()?;
+        let tun = io::create_tun(&tun_name, tun_addr, tun_prefix, mtu)?;
+        let tun_name = tun.name().unwrap_or(tun_name);
+        let (wake, wake_rx) = UnixDatagram::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let public_key = private_key.public();
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(Engine::new(private_key)),
+            stop: AtomicBool::new(false),
+        });
+        let io = io::Io::new(udp, tun, wake_rx);
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("secnet-tunnel".into())
+            .spawn(move || io.run(&thread_shared))?;
+        tracing::info!(tun = %tun_name, %local_addr, public_key = %public_key, "tunnel started");
+        Ok(Tunnel {
+            shared,
+            thread: Some(thread),
+            wake,
+            tun_name,
+            local_addr,
+            public_key,
+        })
+    }
+
+    /// Replaces the peer set (see the crate docs for what changes mean). Peers that are not
+    /// in `peers` are dropped at once. The whole set is rejected, and the old one kept, if two
+    /// peers share a key or a tunnel address, or a peer has our key.
+    pub fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<(), TunnelError> {
+        self.shared.engine().set_peers(peers)
+    }
+
+    /// Every peer's state, ordered by tunnel address.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        self.shared.engine().peer_stats()
+    }
+
+    /// The endpoint-wide drop counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.engine().counters()
+    }
+
+    /// This endpoint's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// The bound UDP address (useful when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The TUN device's name.
+    pub fn tun_name(&self) -> &str {
+        &self.tun_name
+    }
+
+    /// Whether the I/O thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the I/O thread and removes the TUN device (it goes when its file descriptor
+    /// closes, before this returns). Returns the error the thread died of, if it did.
+    pub fn stop(mut self) -> Result<(), TunnelError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), TunnelError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.shared.stop.store(true, Ordering::Release);
+        // A full wake-up socket already holds a wake-up; nothing else can fail here.
+        let _ = self.wake.send(&[1]);
+        let result = match thread.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(TunnelError::Failed(e.to_string())),
+            Err(_) => Err(TunnelError::Failed("I/O thread panicked".into())),
+        };
+        tracing::info!(tun = %self.tun_name, "tunnel stopped");
+        result
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn tunnel_handles_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tunnel>();
+    send_sync::<PeerConfig>();
+    send_sync::<StaticKey>();
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::warn!(%error, tun = %self.tun_name, "tunnel stopped with an error");
+        }
+    }
+}
