@@ -107,7 +107,28 @@ pub enum LocalRequest {
         network: String,
         endpoint: String,
     },
+    /// `key ls`.
+    KeyLs,
+    /// `key rotate`: answers once the new key is primary.
+    KeyRotate,
     Status,
+}
+
+/// One key of the pre-shared-key ring as `key ls` shows it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub epoch: u64,
+    /// "pending", "primary" or "retiring".
+    pub state: String,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339, when it became primary.
+    pub promoted: Option<String>,
+    /// How many nodes acknowledged it (for the pending key; the others were installed
+    /// everywhere when they were promoted).
+    pub installed_on: usize,
+    /// Nodes in the cluster.
+    pub nodes: usize,
 }
 
 /// One interface of an endpoint.
@@ -244,6 +265,8 @@ pub enum LocalResponse {
     Endpoints(Vec<EndpointInfo>),
     /// Names of the endpoints removed.
     EndpointsRemoved(Vec<String>),
+    /// The key ring, oldest first.
+    Keys(Vec<KeyInfo>),
     Status(StatusInfo),
 }
 

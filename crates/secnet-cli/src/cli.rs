@@ -134,6 +134,42 @@ pub enum Command {
     /// Show the state of this node and the cluster as this node sees it
     #[command(long_about = STATUS_LONG_ABOUT)]
     Status(StatusArgs),
+
+    /// Show or rotate the pre-shared keys of encrypted networks
+    #[command(subcommand, long_about = KEY_LONG_ABOUT)]
+    Key(KeyCommand),
+}
+
+const KEY_LONG_ABOUT: &str = "\
+Show or rotate the cluster's pre-shared-key ring.
+
+Encrypted networks mix a cluster-wide pre-shared key into every WireGuard handshake between
+nodes. The ring holds at most three keys with increasing epochs: at most one `pending` (sent to
+every node, installed for receiving, not used yet), exactly one `primary` (used for new
+handshakes) and older `retiring` ones (still accepted until dropped). A rotation adds a pending
+key; once every live node has acknowledged it, it becomes primary and the oldest key is dropped,
+so no packet is lost. Keys rotate every --key-rotation-interval (set at init, default 12h), on
+`secnet key rotate`, and at once when a node is removed, so a removed node never learns the
+next key. The keys themselves are never shown.
+
+In this version the ring is replicated and rotated, but encrypted networks do not carry
+traffic yet (the WireGuard data path is being built).";
+
+/// `secnet key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the keys of the ring: epoch, state, age, how many nodes installed it
+    Ls(KeyLsArgs),
+    /// Start a rotation now and wait until the new key is primary (run on a manager)
+    Rotate,
+}
+
+/// `secnet key ls`
+#[derive(Debug, Args)]
+pub struct KeyLsArgs {
+    /// Output format: table or json (an array of objects).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 const INIT_LONG_ABOUT: &str = "\
@@ -1027,6 +1063,9 @@ pub enum Render {
     Status {
         format: ListFormat,
     },
+    Keys {
+        format: ListFormat,
+    },
 }
 
 /// What to send, how long to wait, and how to show the answer.
@@ -1218,6 +1257,17 @@ impl Command {
                 Render::EndpointInterfaces,
             ),
             Command::Status(a) => short(LocalRequest::Status, Render::Status { format: a.format }),
+            Command::Key(KeyCommand::Ls(a)) => {
+                short(LocalRequest::KeyLs, Render::Keys { format: a.format })
+            }
+            Command::Key(KeyCommand::Rotate) => Invocation {
+                request: LocalRequest::KeyRotate,
+                timeout: Duration::from_secs(45),
+                render: Render::Keys {
+                    format: ListFormat::Table,
+                },
+                progress: Some("Rotating the key ring...".into()),
+            },
         })
     }
 }

@@ -132,6 +132,24 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
         (Render::EndpointInterfaces, LocalResponse::Endpoint(ep)) => {
             Ok(interface_table(&ep.interfaces))
         }
+        (Render::Keys { format }, LocalResponse::Keys(keys)) => match format {
+            ListFormat::Table => Ok(table(
+                &["EPOCH", "STATE", "CREATED", "PROMOTED", "INSTALLED ON"],
+                &keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.epoch.to_string(),
+                            k.state.clone(),
+                            k.created.clone(),
+                            k.promoted.clone().unwrap_or_else(|| "-".into()),
+                            format!("{}/{} nodes", k.installed_on, k.nodes),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            ListFormat::Json => json_line(&keys),
+        },
         (Render::Status { format }, LocalResponse::Status(status)) => match format {
             ListFormat::Table => Ok(status_text(&status)),
             ListFormat::Json => json_line(&status),
@@ -158,6 +176,7 @@ fn expected_response(how: &Render) -> &'static str {
         Render::EndpointLs { .. } | Render::EndpointInspect { .. } => "Endpoints",
         Render::EndpointRm => "EndpointsRemoved",
         Render::Status { .. } => "Status",
+        Render::Keys { .. } => "Keys",
     }
 }
 
@@ -176,6 +195,7 @@ pub fn response_name(r: &LocalResponse) -> &'static str {
         LocalResponse::Endpoints(_) => "Endpoints",
         LocalResponse::EndpointsRemoved(_) => "EndpointsRemoved",
         LocalResponse::Status(_) => "Status",
+        LocalResponse::Keys(_) => "Keys",
     }
 }
 

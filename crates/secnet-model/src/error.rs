@@ -86,7 +86,25 @@ pub enum ModelError {
     /// A certificate renewal raced with another one.
     #[error("the certificate of node {0} changed meanwhile; renew again")]
     CertificateChanged(NodeId),
+    /// The key ring was seeded already.
+    #[error("the key ring exists already")]
+    KeyRingExists,
+    /// No key ring yet.
+    #[error("the cluster has no key ring yet: the leader creates it shortly after init")]
+    NoKeyRing,
+    /// A key-ring rule refused the change (the rule's own message).
+    #[error("{0}")]
+    KeyRing(String),
+    /// Promotion before every live node installed the key.
+    #[error("the pending key is not installed on every live node yet")]
+    KeyNotInstalledEverywhere,
     /// The cluster would have no manager left.
     #[error("node {0} is the last manager: promote another node first")]
     LastManager(NodeId),
+}
+
+impl From<secnet_keys::ring::RingError> for ModelError {
+    fn from(e: secnet_keys::ring::RingError) -> Self {
+        ModelError::KeyRing(e.to_string())
+    }
 }

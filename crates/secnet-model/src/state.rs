@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use secnet_keys::secret::SecretBytes;
+use secnet_keys::ring::{KeyRing, RotationReason};
+use secnet_keys::secret::{Secret32, SecretBytes};
 
 use crate::error::ModelError;
 use crate::ids::NodeId;
@@ -52,6 +53,14 @@ pub struct ClusterState {
     /// Endpoints by name.
     #[serde(default)]
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The pre-shared keys of the encrypted data path. Every node holds it (workers too:
+    /// their tunnels need it); it reaches them only over mTLS and is sealed at rest.
+    #[serde(default)]
+    pub key_ring: Option<KeyRing>,
+    /// Nodes removed since the last key rotation they caused: the leader starts a
+    /// `NodeRemoved` rotation for each, so a removed node never learns the next key.
+    #[serde(default)]
+    pub rotations_owed: BTreeSet<NodeId>,
 }
 
 /// A change to the cluster state, proposed through Raft.
@@ -112,6 +121,21 @@ pub enum Command {
     DisconnectEndpoint { name: String, network: String },
     /// Removes an endpoint.
     RemoveEndpoint { name: String },
+    /// Creates the key ring with its first key (the leader does this once).
+    SeedKeyRing { secret: Secret32, now: u64 },
+    /// Adds a pending key (installed for receiving everywhere before it is used).
+    BeginKeyRotation {
+        secret: Secret32,
+        now: u64,
+        reason: RotationReason,
+    },
+    /// A node installed key `epoch` for receiving.
+    AckKey { node: NodeId, epoch: u64 },
+    /// Makes the pending key primary if every node in `live` acknowledged it (the leader
+    /// decides who is live; the rule itself is deterministic).
+    PromoteKey { live: BTreeSet<u64>, now: u64 },
+    /// Drops the oldest retiring keys down to `keep` keys.
+    RetireKeys { keep: usize },
     /// Replaces the whole state (`init --force-new-cluster` re-seeds a new log with it).
     Restore { state: Box<ClusterState> },
 }
@@ -127,6 +151,8 @@ pub enum Response {
     Network(Network),
     /// The endpoint as stored.
     Endpoint(Endpoint),
+    /// A key epoch (begun or promoted).
+    KeyEpoch(u64),
 }
 
 /// The result of applying a command, as returned to the proposer.
@@ -237,6 +263,11 @@ impl ClusterState {
                 self.removed_nodes.insert(id);
                 // Its endpoints go with it, everywhere.
                 self.endpoints.retain(|_, e| e.node != id);
+                // It must never receive a key made from now on: rotate.
+                if let Some(ring) = self.key_ring.as_mut() {
+                    ring.forget_node(id.0);
+                    self.rotations_owed.insert(id);
+                }
                 Ok(Response::Done)
             }
             Command::SetRole { id, role } => {
@@ -373,6 +404,45 @@ impl ClusterState {
             Command::RemoveEndpoint { name } => {
                 let key = self.find_endpoint(&name)?.name.clone();
                 self.endpoints.remove(&key);
+                Ok(Response::Done)
+            }
+            Command::SeedKeyRing { secret, now } => {
+                if self.key_ring.is_some() {
+                    return Err(ModelError::KeyRingExists);
+                }
+                self.key_ring = Some(KeyRing::seed(secret, now));
+                Ok(Response::Done)
+            }
+            Command::BeginKeyRotation {
+                secret,
+                now,
+                reason,
+            } => {
+                let ring = self.key_ring.as_mut().ok_or(ModelError::NoKeyRing)?;
+                let epoch = ring.begin_rotation(secret, now, reason)?;
+                if let RotationReason::NodeRemoved(id) = reason {
+                    self.rotations_owed.remove(&NodeId(id));
+                }
+                Ok(Response::KeyEpoch(epoch))
+            }
+            Command::AckKey { node, epoch } => {
+                if !self.nodes.contains_key(&node) {
+                    return Err(ModelError::NodeNotFound(node.to_string()));
+                }
+                let ring = self.key_ring.as_mut().ok_or(ModelError::NoKeyRing)?;
+                ring.acknowledge(node.0, epoch)?;
+                Ok(Response::Done)
+            }
+            Command::PromoteKey { live, now } => {
+                let ring = self.key_ring.as_mut().ok_or(ModelError::NoKeyRing)?;
+                match ring.try_promote(&live, now) {
+                    Some(epoch) => Ok(Response::KeyEpoch(epoch)),
+                    None => Err(ModelError::KeyNotInstalledEverywhere),
+                }
+            }
+            Command::RetireKeys { keep } => {
+                let ring = self.key_ring.as_mut().ok_or(ModelError::NoKeyRing)?;
+                ring.retire(keep);
                 Ok(Response::Done)
             }
             Command::Restore { state } => {

@@ -288,6 +288,7 @@ async fn leader_duties(member: std::sync::Weak<Member>) {
                 warn!(node = %id, error = %e, "cannot record node status");
             }
         }
+        super::keys::leader_step(&m).await;
     }
 }
 

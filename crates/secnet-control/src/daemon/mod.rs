@@ -5,6 +5,7 @@
 pub mod addrs;
 pub mod dataplane;
 pub mod identity;
+pub mod keys;
 mod local;
 mod manager;
 mod server;
@@ -248,6 +249,7 @@ impl Member {
         }
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
         member.spawn(dataplane::run(Arc::downgrade(&member)));
+        member.spawn(keys::ack_loop(Arc::downgrade(&member)));
         Ok(member)
     }
 
