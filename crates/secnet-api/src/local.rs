@@ -111,7 +111,46 @@ pub enum LocalRequest {
     KeyLs,
     /// `key rotate`: answers once the new key is primary.
     KeyRotate,
+    /// `tunnel ls`.
+    TunnelLs,
     Status,
+}
+
+/// This node's WireGuard endpoint as `tunnel ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    /// False while the endpoint is not up (no tunnel address yet, or it failed to start).
+    pub up: bool,
+    pub public_key: Option<String>,
+    pub tunnel_ip: Option<Ipv4Addr>,
+    pub listen: Option<String>,
+    /// Epoch of the pre-shared key the peers are configured with.
+    pub key_epoch: Option<u64>,
+    pub peers: Vec<TunnelPeerInfo>,
+    /// Datagrams dropped as malformed.
+    pub garbage: u64,
+    /// Datagrams from keys that are not peers.
+    pub unknown_peer: u64,
+    /// Inner packets whose source the sending peer does not own.
+    pub disallowed_source: u64,
+    /// Handshakes refused by the rate limiter.
+    pub rate_limited: u64,
+}
+
+/// One peer of this node's WireGuard endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelPeerInfo {
+    pub node: String,
+    pub hostname: String,
+    pub public_key: String,
+    pub endpoint: String,
+    pub tunnel_ip: Ipv4Addr,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub handshake_failures: u64,
+    pub dropped_invalid: u64,
 }
 
 /// One key of the pre-shared-key ring as `key ls` shows it (never the key itself).
@@ -267,6 +306,7 @@ pub enum LocalResponse {
     EndpointsRemoved(Vec<String>),
     /// The key ring, oldest first.
     Keys(Vec<KeyInfo>),
+    Tunnel(TunnelInfo),
     Status(StatusInfo),
 }
 

@@ -138,6 +138,30 @@ pub enum Command {
     /// Show or rotate the pre-shared keys of encrypted networks
     #[command(subcommand, long_about = KEY_LONG_ABOUT)]
     Key(KeyCommand),
+
+    /// Show this node's WireGuard endpoint and its peers
+    #[command(subcommand, long_about = TUNNEL_LONG_ABOUT)]
+    Tunnel(TunnelCommand),
+}
+
+const TUNNEL_LONG_ABOUT: &str = "\
+Show this node's WireGuard endpoint: one per host, on the data-path address, UDP port 51820,
+with a TUN device (sntun0) holding the node's tunnel address (from 100.96.0.0/16). Every other
+node of the cluster is a peer, keyed with its public key (registered by that node; private keys
+never leave their node) and the primary pre-shared key of the key ring.
+
+Per peer: node, endpoint, tunnel address, seconds since the last handshake, bytes received and
+sent, handshake failures and packets dropped as invalid (failed authentication or a source
+address the peer does not own). Endpoint-wide: datagrams dropped as garbage, from unknown keys,
+and handshakes refused by the rate limiter.
+
+In this version encrypted networks do not send their traffic through the tunnel yet.";
+
+/// `secnet tunnel ...`
+#[derive(Debug, Subcommand)]
+pub enum TunnelCommand {
+    /// List this node's WireGuard peers with handshake and traffic counters
+    Ls(KeyLsArgs),
 }
 
 const KEY_LONG_ABOUT: &str = "\
@@ -1066,6 +1090,9 @@ pub enum Render {
     Keys {
         format: ListFormat,
     },
+    Tunnel {
+        format: ListFormat,
+    },
 }
 
 /// What to send, how long to wait, and how to show the answer.
@@ -1259,6 +1286,9 @@ impl Command {
             Command::Status(a) => short(LocalRequest::Status, Render::Status { format: a.format }),
             Command::Key(KeyCommand::Ls(a)) => {
                 short(LocalRequest::KeyLs, Render::Keys { format: a.format })
+            }
+            Command::Tunnel(TunnelCommand::Ls(a)) => {
+                short(LocalRequest::TunnelLs, Render::Tunnel { format: a.format })
             }
             Command::Key(KeyCommand::Rotate) => Invocation {
                 request: LocalRequest::KeyRotate,

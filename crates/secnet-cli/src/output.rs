@@ -150,6 +150,59 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
             )),
             ListFormat::Json => json_line(&keys),
         },
+        (Render::Tunnel { format }, LocalResponse::Tunnel(t)) => match format {
+            ListFormat::Json => json_line(&t),
+            ListFormat::Table => {
+                let dash = || "-".to_string();
+                let mut out = format!(
+                    "Endpoint: {}  tunnel address {}  key epoch {}  public key {}\n",
+                    if t.up {
+                        t.listen.clone().unwrap_or_else(dash)
+                    } else {
+                        "down".into()
+                    },
+                    t.tunnel_ip.map(|i| i.to_string()).unwrap_or_else(dash),
+                    t.key_epoch.map(|e| e.to_string()).unwrap_or_else(dash),
+                    t.public_key.clone().unwrap_or_else(dash),
+                );
+                out.push_str(&format!(
+                    "Dropped: {} garbage, {} from unknown keys, {} spoofed sources, {} rate-limited handshakes\n\n",
+                    t.garbage, t.unknown_peer, t.disallowed_source, t.rate_limited
+                ));
+                out.push_str(&table(
+                    &[
+                        "NODE",
+                        "HOSTNAME",
+                        "ENDPOINT",
+                        "TUNNEL IP",
+                        "HANDSHAKE",
+                        "RX",
+                        "TX",
+                        "FAILURES",
+                        "INVALID",
+                    ],
+                    &t.peers
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.node.chars().take(12).collect(),
+                                p.hostname.clone(),
+                                p.endpoint.clone(),
+                                p.tunnel_ip.to_string(),
+                                p.last_handshake_secs
+                                    .map(|s| format!("{s}s ago"))
+                                    .unwrap_or_else(|| "never".into()),
+                                p.rx_bytes.to_string(),
+                                p.tx_bytes.to_string(),
+                                p.handshake_failures.to_string(),
+                                p.dropped_invalid.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ));
+                Ok(out)
+            }
+        },
         (Render::Status { format }, LocalResponse::Status(status)) => match format {
             ListFormat::Table => Ok(status_text(&status)),
             ListFormat::Json => json_line(&status),
@@ -177,6 +230,7 @@ fn expected_response(how: &Render) -> &'static str {
         Render::EndpointRm => "EndpointsRemoved",
         Render::Status { .. } => "Status",
         Render::Keys { .. } => "Keys",
+        Render::Tunnel { .. } => "Tunnel",
     }
 }
 
@@ -196,6 +250,7 @@ pub fn response_name(r: &LocalResponse) -> &'static str {
         LocalResponse::EndpointsRemoved(_) => "EndpointsRemoved",
         LocalResponse::Status(_) => "Status",
         LocalResponse::Keys(_) => "Keys",
+        LocalResponse::Tunnel(_) => "Tunnel",
     }
 }
 

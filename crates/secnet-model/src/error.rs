@@ -86,6 +86,9 @@ pub enum ModelError {
     /// A certificate renewal raced with another one.
     #[error("the certificate of node {0} changed meanwhile; renew again")]
     CertificateChanged(NodeId),
+    /// Not a WireGuard public key.
+    #[error("invalid WireGuard public key {0:?}: expected 32 bytes in base64 (44 characters)")]
+    InvalidPublicKey(String),
     /// The key ring was seeded already.
     #[error("the key ring exists already")]
     KeyRingExists,

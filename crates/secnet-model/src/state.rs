@@ -57,10 +57,27 @@ pub struct ClusterState {
     /// their tunnels need it); it reaches them only over mTLS and is sealed at rest.
     #[serde(default)]
     pub key_ring: Option<KeyRing>,
+    /// Each node's WireGuard public key (base64) and tunnel address, registered by the node
+    /// itself; the private key never leaves the node.
+    #[serde(default)]
+    pub wireguard: BTreeMap<NodeId, WireguardPeer>,
     /// Nodes removed since the last key rotation they caused: the leader starts a
     /// `NodeRemoved` rotation for each, so a removed node never learns the next key.
     #[serde(default)]
     pub rotations_owed: BTreeSet<NodeId>,
+}
+
+/// The subnet tunnel addresses come from: one address per node, on the hosts' TUN devices
+/// only (never routed outside a host).
+pub const TUNNEL_SUBNET: &str = "100.96.0.0/16";
+
+/// A node's WireGuard identity in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireguardPeer {
+    /// Base64, as `wg` shows it.
+    pub public_key: String,
+    /// The node's address inside the tunnel; encrypted networks' VXLAN runs between these.
+    pub tunnel_ip: std::net::Ipv4Addr,
 }
 
 /// A change to the cluster state, proposed through Raft.
@@ -121,6 +138,9 @@ pub enum Command {
     DisconnectEndpoint { name: String, network: String },
     /// Removes an endpoint.
     RemoveEndpoint { name: String },
+    /// Registers (or replaces, for `node rotate-key`) a node's WireGuard public key; the
+    /// first registration allocates its tunnel address.
+    SetWireguardKey { id: NodeId, public_key: String },
     /// Creates the key ring with its first key (the leader does this once).
     SeedKeyRing { secret: Secret32, now: u64 },
     /// Adds a pending key (installed for receiving everywhere before it is used).
@@ -263,6 +283,7 @@ impl ClusterState {
                 self.removed_nodes.insert(id);
                 // Its endpoints go with it, everywhere.
                 self.endpoints.retain(|_, e| e.node != id);
+                self.wireguard.remove(&id);
                 // It must never receive a key made from now on: rotate.
                 if let Some(ring) = self.key_ring.as_mut() {
                     ring.forget_node(id.0);
@@ -404,6 +425,33 @@ impl ClusterState {
             Command::RemoveEndpoint { name } => {
                 let key = self.find_endpoint(&name)?.name.clone();
                 self.endpoints.remove(&key);
+                Ok(Response::Done)
+            }
+            Command::SetWireguardKey { id, public_key } => {
+                if !self.nodes.contains_key(&id) {
+                    return Err(ModelError::NodeNotFound(id.to_string()));
+                }
+                if public_key.len() != 44 || !public_key.ends_with('=') {
+                    return Err(ModelError::InvalidPublicKey(public_key));
+                }
+                if let Some(peer) = self.wireguard.get_mut(&id) {
+                    peer.public_key = public_key;
+                } else {
+                    let subnet: ipnet::Ipv4Net = TUNNEL_SUBNET
+                        .parse()
+                        .map_err(|_| ModelError::InvalidPublicKey(TUNNEL_SUBNET.into()))?;
+                    let used: BTreeSet<std::net::Ipv4Addr> =
+                        self.wireguard.values().map(|p| p.tunnel_ip).collect();
+                    // The first address is left out like a gateway: no host owns it.
+                    let tunnel_ip = secnet_ipam::allocate_address(subnet, subnet.network(), &used)?;
+                    self.wireguard.insert(
+                        id,
+                        WireguardPeer {
+                            public_key,
+                            tunnel_ip,
+                        },
+                    );
+                }
                 Ok(Response::Done)
             }
             Command::SeedKeyRing { secret, now } => {

@@ -100,6 +100,7 @@ pub fn wipe(paths: &StatePaths) -> std::io::Result<()> {
         paths.key(),
         paths.raft_db(),
         paths.worker_cache(),
+        paths.dir.join("wireguard-key.sealed"),
     ] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}

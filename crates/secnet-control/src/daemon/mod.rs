@@ -9,6 +9,7 @@ pub mod keys;
 mod local;
 mod manager;
 mod server;
+pub mod tunnel;
 mod views;
 mod worker;
 
@@ -71,6 +72,8 @@ pub struct Member {
     peers: Mutex<HashMap<SocketAddr, Arc<Mutex<PeerClient>>>>,
     /// Keeps this node's kernel data path equal to the state.
     pub(crate) reconciler: dataplane::Reconciler,
+    /// This node's WireGuard endpoint, once started.
+    pub(crate) tunnel: tunnel::TunnelSlot,
 }
 
 /// The role-specific part of a running member.
@@ -242,6 +245,7 @@ impl Member {
             tasks: std::sync::Mutex::new(Vec::new()),
             peers: Mutex::new(HashMap::new()),
             reconciler: dataplane::Reconciler::new(daemon.cfg.run_dir.clone()),
+            tunnel: tunnel::TunnelSlot::default(),
         });
         match &member.rt {
             Runtime::Manager(_) => manager::spawn_tasks(daemon, &member).await?,
@@ -250,6 +254,8 @@ impl Member {
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
         member.spawn(dataplane::run(Arc::downgrade(&member)));
         member.spawn(keys::ack_loop(Arc::downgrade(&member)));
+        let wg_key = tunnel::load_or_create_key(&daemon.paths.dir, &daemon.kek)?;
+        member.spawn(tunnel::run(Arc::downgrade(&member), Arc::new(wg_key)));
         Ok(member)
     }
 
@@ -268,6 +274,7 @@ impl Member {
         for t in tasks {
             t.abort();
         }
+        self.tunnel.stop();
         if let Runtime::Manager(m) = &self.rt {
             m.shutdown().await;
         }

@@ -211,9 +211,11 @@ fn worker_may_propose(m: &Member, caller: NodeId, p: &Proposal) -> bool {
     };
     match p {
         Proposal::Command(Command::CreateNetwork { .. } | Command::RemoveNetwork { .. }) => true,
-        Proposal::Command(Command::RemoveNode { id } | Command::AckKey { node: id, .. }) => {
-            *id == caller
-        }
+        Proposal::Command(
+            Command::RemoveNode { id }
+            | Command::AckKey { node: id, .. }
+            | Command::SetWireguardKey { id, .. },
+        ) => *id == caller,
         // Endpoints live in one node's kernel: a worker manages its own.
         Proposal::Command(Command::CreateEndpoint { node, .. }) => *node == caller,
         Proposal::Command(
