@@ -171,18 +171,19 @@ Encrypted networks mix a cluster-wide pre-shared key into every WireGuard handsh
 nodes. The ring holds at most three keys with increasing epochs: at most one `pending` (sent to
 every node, installed for receiving, not used yet), exactly one `primary` (used for new
 handshakes) and older `retiring` ones (still accepted until dropped). A rotation adds a pending
-key; once every live node has acknowledged it, it becomes primary and the oldest key is dropped,
-so no packet is lost. Keys rotate every --key-rotation-interval (set at init, default 12h), on
+key; once every live node has acknowledged it, it becomes primary, and the leader then keeps the
+new primary and the key before it (older ones are dropped). Keys rotate every --key-rotation-interval (set at init, default 12h), on
 `secnet key rotate`, and at once when a node is removed, so a removed node never learns the
 next key. The keys themselves are never shown.
 
-In this version the ring is replicated and rotated, but encrypted networks do not carry
-traffic yet (the WireGuard data path is being built).";
+In this version the ring is replicated and rotated and keys the nodes' WireGuard endpoints
+(`secnet tunnel ls`), but encrypted networks do not carry traffic yet, and a node changing its
+pre-shared key restarts its WireGuard sessions at once (a brief interruption).";
 
 /// `secnet key ...`
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// List the keys of the ring: epoch, state, age, how many nodes installed it
+    /// List the keys of the ring: epoch, state, when created and promoted, how many nodes hold it
     Ls(KeyLsArgs),
     /// Start a rotation now and wait until the new key is primary (run on a manager)
     Rotate,
@@ -258,9 +259,9 @@ pub struct InitArgs {
 
     /// Rotation interval of the pre-shared keys of encrypted networks.
     ///
-    /// Stored in the cluster configuration; this version does not rotate keys yet (encrypted
-    /// networks carry no traffic yet, see `secnet network create --help`). A duration such as
-    /// 30m, 12h or 1day 6h; accepted range 10s to 8760h (one year). Default 12h.
+    /// The leader rotates the pre-shared-key ring this often (see `secnet key --help`); keys
+    /// also rotate on `secnet key rotate` and when a node is removed. A duration such as 30m,
+    /// 12h or 1day 6h; accepted range 10s to 8760h (one year). Default 12h.
     #[arg(long, value_name = "DURATION", value_parser = parse_key_rotation_interval)]
     pub key_rotation_interval: Option<Duration>,
 
@@ -2273,7 +2274,7 @@ mod tests {
         }
         let init = long_help(&["init"]);
         for needle in [
-            "does not rotate keys yet",
+            "The leader rotates the pre-shared-key ring this often",
             "10s to 8760h",
             "Default 12h",
             "the other managers are REMOVED",
