@@ -161,7 +161,7 @@ In this version encrypted networks do not send their traffic through the tunnel 
 #[derive(Debug, Subcommand)]
 pub enum TunnelCommand {
     /// List this node's WireGuard peers with handshake and traffic counters
-    Ls(KeyLsArgs),
+    Ls(TunnelLsArgs),
 }
 
 const KEY_LONG_ABOUT: &str = "\
@@ -169,8 +169,9 @@ Show or rotate the cluster's pre-shared-key ring.
 
 Encrypted networks mix a cluster-wide pre-shared key into every WireGuard handshake between
 nodes. The ring holds at most three keys with increasing epochs: at most one `pending` (sent to
-every node, installed for receiving, not used yet), exactly one `primary` (used for new
-handshakes) and older `retiring` ones (still accepted until dropped). A rotation adds a pending
+every node and acknowledged by each before it is used), exactly one `primary` (the one the
+WireGuard peers are keyed with) and older `retiring` ones (kept until dropped; once sessions can
+run side by side they will be accepted while peers move to the new key). A rotation adds a pending
 key; once every live node has acknowledged it, it becomes primary, and the leader then keeps the
 new primary and the key before it (older ones are dropped). Keys rotate every --key-rotation-interval (set at init, default 12h), on
 `secnet key rotate`, and at once when a node is removed, so a removed node never learns the
@@ -187,6 +188,14 @@ pub enum KeyCommand {
     Ls(KeyLsArgs),
     /// Start a rotation now and wait until the new key is primary (run on a manager)
     Rotate,
+}
+
+/// `secnet tunnel ls`
+#[derive(Debug, Args)]
+pub struct TunnelLsArgs {
+    /// Output format: table, or json (one object: the endpoint, its counters and `peers`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 /// `secnet key ls`

@@ -230,6 +230,9 @@ impl Member {
         key: NodeKey,
         bootstrap: bool,
     ) -> anyhow::Result<Arc<Member>> {
+        // Load (or make) the WireGuard key before anything starts, so a failure leaves nothing
+        // running.
+        let wg_key = Arc::new(tunnel::load_or_create_key(&daemon.paths.dir, &daemon.kek)?);
         let client_tls = pki::client_config(&id.ca_der, &id.cert_der, &key)?;
         let rt = match id.role {
             Role::Manager => Runtime::Manager(
@@ -254,8 +257,7 @@ impl Member {
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
         member.spawn(dataplane::run(Arc::downgrade(&member)));
         member.spawn(keys::ack_loop(Arc::downgrade(&member)));
-        let wg_key = tunnel::load_or_create_key(&daemon.paths.dir, &daemon.kek)?;
-        member.spawn(tunnel::run(Arc::downgrade(&member), Arc::new(wg_key)));
+        member.spawn(tunnel::run(Arc::downgrade(&member), wg_key));
         Ok(member)
     }
 
