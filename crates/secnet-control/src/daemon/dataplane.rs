@@ -166,6 +166,13 @@ pub(crate) async fn run(member: std::sync::Weak<Member>) {
         drop(m);
         if view.applied_index != last_index || since_full >= RESYNC {
             let desired = desired_for(&view.state, me, vtep, underlay_mtu(vtep));
+            // Parts the planner cannot program are left out by it; say so when the state
+            // changes rather than every pass.
+            if view.applied_index != last_index {
+                for problem in desired.problems() {
+                    warn!(%problem, "part of the desired data path is ignored");
+                }
+            }
             let layout = layout.clone();
             let result = tokio::task::spawn_blocking(move || reconcile_once(&layout, &desired))
                 .await
