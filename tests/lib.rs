@@ -216,3 +216,49 @@ pub fn network_netns(lab: &Lab, i: usize, network_id: &str) -> String {
         .display()
         .to_string()
 }
+
+/// A child process killed (and reaped) when dropped, also when a test fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `secnet_lab::traffic::tcp_server` in endpoint `ep` (answering `size` bytes ending
+/// in `marker`), logging to `log`.
+pub fn tcp_serve(
+    ep: &Ep,
+    size: usize,
+    marker: &str,
+    log: &std::path::Path,
+) -> anyhow::Result<KillOnDrop> {
+    let server = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ep.netns))
+        .args([
+            "--",
+            "python3",
+            "-c",
+            &secnet_lab::traffic::tcp_server(&ep.ip, size, marker),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    Ok(KillOnDrop(server))
+}
+
+/// Fetches from a [`tcp_serve`] server at `server_ip` in endpoint `from`; the output is
+/// `tcp_expected(size, marker)` when everything arrived.
+pub fn tcp_fetch(from: &Ep, server_ip: &str, marker: &str) -> NsOutput {
+    in_ns(
+        &from.netns,
+        &[
+            "python3",
+            "-c",
+            &secnet_lab::traffic::tcp_client(server_ip, marker),
+        ],
+    )
+}

@@ -147,14 +147,6 @@ fn endpoints_on_three_hosts_reach_each_other_over_eth1_only() -> anyhow::Result<
     Ok(())
 }
 
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn networks_are_isolated_and_removal_is_everywhere() -> anyhow::Result<()> {
     let lab = lab(2)?;
@@ -317,7 +309,6 @@ fn endpoint_requests_are_validated() -> anyhow::Result<()> {
     form(&lab, 1, &[])?;
     let h = lab.host(0);
     h.cli_ok(&["network", "create", "--subnet", "10.90.0.0/24", "blue"])?;
-    h.cli_ok(&["network", "create", "--opt", "encrypted", "secret"])?;
     let e = endpoint(&lab, 0, "blue", "one")?;
     assert_eq!(e.ip, "10.90.0.2", "first address after the gateway");
     let count = || {
@@ -370,7 +361,6 @@ fn endpoint_requests_are_validated() -> anyhow::Result<()> {
         ],
         "10.90.0.1",
     );
-    refused(&["endpoint", "create", "--network", "secret"], "encrypted");
     refused(&["network", "create", "-o", "mtu=1451", "toobig"], "1451");
     refused(&["network", "rm", "blue"], "one");
     refused(&["endpoint", "rm", "nosuch"], "nosuch");
@@ -412,8 +402,6 @@ fn connect_disconnect_and_node_removal() -> anyhow::Result<()> {
     form(&lab, 1, &[])?;
     lab.host(0).cli_ok(&["network", "create", "front"])?;
     lab.host(0).cli_ok(&["network", "create", "back"])?;
-    lab.host(0)
-        .cli_ok(&["network", "create", "--opt", "encrypted", "vault"])?;
     wait_for("networks on host 2", CONVERGE, || network(&lab, 2, "back"))?;
     let web = endpoint(&lab, 0, "front", "web")?;
     let db = endpoint(&lab, 1, "back", "db")?;
@@ -431,12 +419,6 @@ fn connect_disconnect_and_node_removal() -> anyhow::Result<()> {
     })?;
     let addrs = in_ns(&web.netns, &["ip", "-o", "-4", "addr", "show", "eth1"]).stdout;
     assert!(!addrs.is_empty(), "eth1 has an address");
-    // Encrypted networks stay out of reach in this version.
-    let out = lab.host(0).cli(&["endpoint", "connect", "vault", "web"]);
-    assert!(
-        !out.success() && out.stderr.contains("encrypted"),
-        "{out:?}"
-    );
     // `disconnect` takes eth1 away again.
     lab.host(0)
         .cli_ok(&["endpoint", "disconnect", "back", "web"])?;

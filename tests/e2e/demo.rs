@@ -25,9 +25,9 @@ fn demo_runs_every_step_and_cleans_up() {
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}\n{err}");
-    for n in 1..=9 {
+    for n in 1..=10 {
         assert!(
-            text.contains(&format!("[{n}/9]")),
+            text.contains(&format!("[{n}/10]")),
             "step {n} missing:\n{text}"
         );
     }
@@ -40,6 +40,13 @@ fn demo_runs_every_step_and_cleans_up() {
     // The page crossed the overlay, on the data segment only.
     assert!(text.contains("hello from api over the overlay"), "{text}");
     assert!(text.contains("the hosts' eth0): 0 VXLAN packets"), "{text}");
+    // The marker is invisible over the encrypted network, visible over the plain one.
+    assert!(
+        text.contains("pinging over frontend: 0 VXLAN")
+            && text.contains("\"SECRET-MARKER-42\" not found"),
+        "{text}"
+    );
+    assert!(text.contains("\"SECRET-MARKER-42\" VISIBLE"), "{text}");
     assert!(text.contains("cleaned up"), "{text}");
     assert!(our_namespaces(&prefix).is_empty());
 }

@@ -135,6 +135,14 @@ pub struct TunnelInfo {
     pub disallowed_source: u64,
     /// Handshakes refused by the rate limiter.
     pub rate_limited: u64,
+    /// Strict mode: encrypted-network VXLAN packets dropped because they arrived other than
+    /// through the tunnel.
+    #[serde(default)]
+    pub strict_dropped_in: u64,
+    /// Strict mode: encrypted-network VXLAN packets dropped because they would have left
+    /// other than through the tunnel.
+    #[serde(default)]
+    pub strict_dropped_out: u64,
 }
 
 /// One peer of this node's WireGuard endpoint.

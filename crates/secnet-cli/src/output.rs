@@ -166,8 +166,12 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
                     t.public_key.clone().unwrap_or_else(dash),
                 );
                 out.push_str(&format!(
-                    "Dropped: {} garbage, {} from unknown keys, {} spoofed sources, {} rate-limited handshakes\n\n",
+                    "Dropped: {} garbage, {} from unknown keys, {} spoofed sources, {} rate-limited handshakes\n",
                     t.garbage, t.unknown_peer, t.disallowed_source, t.rate_limited
+                ));
+                out.push_str(&format!(
+                    "Strict mode dropped: {} encrypted VXLAN packets arriving, {} leaving outside the tunnel\n\n",
+                    t.strict_dropped_in, t.strict_dropped_out
                 ));
                 out.push_str(&table(
                     &[

@@ -1,4 +1,4 @@
-//! Running `ip`, `bridge` and `nsenter`.
+//! Running `ip`, `bridge`, `nft` and `nsenter`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ fn find_bin(name: &str) -> PathBuf {
 pub(crate) enum Tool {
     Ip,
     Bridge,
+    Nft,
 }
 
 impl Tool {
@@ -30,6 +31,7 @@ impl Tool {
         match self {
             Tool::Ip => "ip",
             Tool::Bridge => "bridge",
+            Tool::Nft => "nft",
         }
     }
 }

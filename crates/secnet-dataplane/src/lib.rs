@@ -85,6 +85,7 @@ pub mod netns;
 mod observe;
 mod plan;
 mod sim;
+mod strict;
 
 pub use apply::{apply, reconcile};
 pub use model::{
@@ -97,3 +98,7 @@ pub use model::{
 pub use observe::observe;
 pub use plan::{plan, render};
 pub use sim::{simulate, simulate_checked};
+pub use strict::{
+    ensure_strict, remove_strict, strict_drops, strict_installed, StrictDrops, StrictPolicy,
+    STRICT_IN_CHAIN, STRICT_OUT_CHAIN, STRICT_TABLE,
+};

@@ -712,3 +712,57 @@ fn batches_keep_process_count_low() {
     let again = a.plan();
     assert!(again.is_empty(), "{again:#?}\n{:#?}", a.observe());
 }
+
+fn strict_policy(vnis: &[u32]) -> StrictPolicy {
+    StrictPolicy {
+        vxlan_port: PORT,
+        tunnel_ifname: "sntun0".into(),
+        tunnel_net: "100.96.0.0/16".parse().expect("net"),
+        encrypted_vnis: vnis.iter().copied().collect(),
+    }
+}
+
+/// Strict mode drops VXLAN of an encrypted VNI on any interface but the tunnel, both
+/// leaving (A's rules) and arriving (B's rules), counts it, and leaves other VNIs alone.
+#[test]
+fn strict_mode_drops_encrypted_vnis_outside_the_tunnel() {
+    let w = world!();
+    let (a, b) = (w.a(), w.b());
+    a.converge();
+    b.converge();
+    wait_ping(&a.ep_ns(), EP_IP_B);
+
+    // Other VNIs only: this network's traffic still flows (so the checks below can fail).
+    assert!(ensure_strict(&a.layout, &strict_policy(&[4201])).expect("install"));
+    assert!(!ensure_strict(&a.layout, &strict_policy(&[4201])).expect("again"));
+    assert!(ping(&a.ep_ns(), EP_IP_B, &["-W1"]).status.success());
+
+    // Leaving A: dropped and counted on A.
+    assert!(ensure_strict(&a.layout, &strict_policy(&[VNI, 4201])).expect("replace"));
+    let before = strict_drops(&a.layout).expect("drops");
+    assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1", "-c2", "-i0.2"])
+        .status
+        .success());
+    let after = strict_drops(&a.layout).expect("drops");
+    assert!(
+        after.outbound >= before.outbound + 2,
+        "{before:?} -> {after:?}"
+    );
+
+    // Arriving at B: A lets it out, B drops and counts it.
+    remove_strict(&a.layout).expect("remove");
+    assert!(!strict_installed(&a.layout, &strict_policy(&[VNI])).expect("check"));
+    ensure_strict(&b.layout, &strict_policy(&[VNI])).expect("install on B");
+    assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1", "-c2", "-i0.2"])
+        .status
+        .success());
+    let on_b = strict_drops(&b.layout).expect("drops");
+    assert!(on_b.inbound >= 2, "{on_b:?}");
+
+    // Deleted by hand: no longer installed, and ensure_strict puts it back.
+    must(&b.ns, &["nft", "delete", "table", "inet", STRICT_TABLE]);
+    assert!(!strict_installed(&b.layout, &strict_policy(&[VNI])).expect("check"));
+    wait_ping(&a.ep_ns(), EP_IP_B);
+    assert!(ensure_strict(&b.layout, &strict_policy(&[VNI])).expect("repair"));
+    assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1"]).status.success());
+}

@@ -265,7 +265,7 @@ fn mask_tokens_in(text: &str) -> String {
 }
 
 const DEMO_HOSTS: usize = 5;
-const DEMO_STEPS: usize = 9;
+const DEMO_STEPS: usize = 10;
 
 fn step(n: usize, what: impl Display) {
     say(format!("[{n}/{DEMO_STEPS}] {what}"));
@@ -699,9 +699,109 @@ fn traffic(lab: &Lab) -> anyhow::Result<()> {
             "VXLAN should cross only the data segment: {data_pkts} on data, {ctl_pkts} on control"
         );
     }
-    say("    (`backend` is not encrypted; encrypted networks take no endpoints in this version)");
+    say("");
+    encrypted(lab)?;
+    Ok(())
+}
+
+/// Bytes of the ASCII string `s` as the hex pattern `ping -p` takes (at most 16 bytes).
+fn ping_pattern(s: &str) -> String {
+    s.bytes().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A marker over the encrypted `frontend` and the plain `backend`, captured on the data link:
+/// invisible in the first, visible in the second.
+fn encrypted(lab: &Lab) -> anyhow::Result<()> {
+    step(
+        10,
+        "a marker over the encrypted `frontend` and over the plain `backend`, captured on the data link ...",
+    );
+    let (h2, h5) = (lab.host(1), lab.host(4));
+    demo_cli(
+        h2,
+        &[
+            "endpoint",
+            "create",
+            "--network",
+            "frontend",
+            "--name",
+            "vault",
+        ],
+        None,
+    )?;
+    demo_cli(
+        h5,
+        &[
+            "endpoint",
+            "create",
+            "--network",
+            "frontend",
+            "--name",
+            "teller",
+        ],
+        None,
+    )?;
+    let ip_of = |host: &Host, name: &str| -> anyhow::Result<String> {
+        let v = host.cli_json(&["endpoint", "inspect", name, "--format", "json"])?;
+        v.get(0)
+            .map(|e| str_field(e, "ip").to_owned())
+            .ok_or_else(|| anyhow!("`endpoint inspect {name}` printed no endpoint: {v}"))
+    };
+    let vault_ip = ip_of(h2, "vault")?;
+    let api_ip = ip_of(h2, "api")?;
+    wait_for("teller to reach vault", Duration::from_secs(30), || {
+        let out = h5.cli(&[
+            "exec", "teller", "--", "ping", "-c", "1", "-W", "1", &vault_ip,
+        ]);
+        Ok(out.success().then_some(()))
+    })?;
+    let marker = "SECRET-MARKER-42";
+    let pattern = ping_pattern(marker);
+    let capdir = lab.dir().join("captures");
+    let mut seen = Vec::new();
+    for (network, from, to) in [
+        ("frontend", "teller", &vault_ip),
+        ("backend", "web", &api_ip),
+    ] {
+        let file = capdir.join(format!("marker-{network}.pcap"));
+        let cap = Capture::start(lab.lab_netns(), DATA_BRIDGE, "", &file)?;
+        demo_cli(
+            h5,
+            &[
+                "exec", from, "--", "ping", "-c", "3", "-i", "0.2", "-p", &pattern, to,
+            ],
+            None,
+        )?;
+        let bytes = cap.stop()?;
+        let found = bytes.windows(marker.len()).any(|w| w == marker.as_bytes());
+        let (vxlan, wireguard) = udp_ports(&bytes)?;
+        say(format!(
+            "    capture of the data link while pinging over {network}: {vxlan} VXLAN, {wireguard} WireGuard datagrams; marker {:?} {}",
+            marker,
+            if found { "VISIBLE" } else { "not found" }
+        ));
+        seen.push(found);
+    }
+    if seen != [false, true] {
+        bail!("the marker should be invisible over frontend and visible over backend: {seen:?}");
+    }
+    say("");
+    demo_cli(h5, &["tunnel", "ls"], None)?;
     say("");
     Ok(())
+}
+
+/// (VXLAN, WireGuard) datagrams in a capture.
+fn udp_ports(pcap: &[u8]) -> anyhow::Result<(usize, usize)> {
+    let ports: Vec<(u16, u16)> = parse_pcap(pcap)?
+        .packets
+        .iter()
+        .filter_map(|p| Ipv4Packet::from_ethernet(&p.data).and_then(|ip| ip.ports()))
+        .collect();
+    Ok((
+        ports.iter().filter(|(_, d)| *d == 4789).count(),
+        ports.iter().filter(|(_, d)| *d == 51820).count(),
+    ))
 }
 
 /// Checks the properties the demo asked for.

@@ -69,7 +69,8 @@ pub struct ClusterState {
 
 /// The subnet tunnel addresses come from: one address per node, on the hosts' TUN devices
 /// only (never routed outside a host).
-pub const TUNNEL_SUBNET: &str = "100.96.0.0/16";
+pub const TUNNEL_SUBNET: ipnet::Ipv4Net =
+    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(100, 96, 0, 0), 16);
 
 /// A node's WireGuard identity in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -437,9 +438,7 @@ impl ClusterState {
                 if let Some(peer) = self.wireguard.get_mut(&id) {
                     peer.public_key = public_key;
                 } else {
-                    let subnet: ipnet::Ipv4Net = TUNNEL_SUBNET
-                        .parse()
-                        .map_err(|_| ModelError::InvalidPublicKey(TUNNEL_SUBNET.into()))?;
+                    let subnet = TUNNEL_SUBNET;
                     let used: BTreeSet<std::net::Ipv4Addr> =
                         self.wireguard.values().map(|p| p.tunnel_ip).collect();
                     // The first address is left out like a gateway: no host owns it.

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use secnet_dataplane::{
     Desired, DesiredEndpoint, DesiredInterface, DesiredNetwork, Layout, RemoteEndpoint,
+    StrictPolicy,
 };
 use secnet_model::{ClusterState, NodeId};
 
@@ -71,20 +72,42 @@ impl Reconciler {
     }
 }
 
-/// This node's desired data path. Encrypted networks are left out entirely until their
-/// frames can be carried through the WireGuard tunnel: their traffic must never leave the
-/// node in clear, not even for a moment.
+/// Where an encrypted network's VXLAN runs: between tunnel addresses, so that its frames
+/// enter the WireGuard tunnel instead of the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptedPath {
+    /// Encrypted networks are left out of the data path entirely (their devices removed):
+    /// the strict-mode rules are not known to be in place, so nothing of theirs may exist.
+    Unavailable,
+    /// Strict mode is in place; VXLAN of encrypted networks is programmed between tunnel
+    /// addresses (this node's and each peer's, from the replicated WireGuard table).
+    Ready,
+}
+
+/// This node's desired data path.
+///
+/// Unencrypted networks run VXLAN between data-path addresses. Encrypted networks run it
+/// between tunnel addresses (`local` = this node's, FDB destinations = the peers'), and only
+/// when `encrypted` is [`EncryptedPath::Ready`] and this node has a tunnel address; a remote
+/// endpoint whose node has no tunnel address yet gets no FDB entry (it is unreachable, never
+/// reached in clear).
 pub fn desired_for(
     state: &ClusterState,
     me: NodeId,
     local_vtep: IpAddr,
     underlay_mtu: u32,
+    encrypted: EncryptedPath,
 ) -> Desired {
     let port = state
         .config
         .as_ref()
         .map(|c| c.data_path_port)
         .unwrap_or(4789);
+    let tunnel_ip = |node: &NodeId| state.wireguard.get(node).map(|w| IpAddr::V4(w.tunnel_ip));
+    let my_tunnel_ip = match encrypted {
+        EncryptedPath::Ready => tunnel_ip(&me),
+        EncryptedPath::Unavailable => None,
+    };
     let mut networks = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     for ep in state.endpoints.values().filter(|e| e.node == me) {
@@ -93,9 +116,13 @@ pub fn desired_for(
             let Some(net) = state.networks.get(&a.network_id) else {
                 continue;
             };
-            if net.encrypted {
-                continue;
-            }
+            let local = match (net.encrypted, my_tunnel_ip) {
+                (false, _) => local_vtep,
+                (true, Some(ip)) => ip,
+                (true, None) => continue,
+            };
+            // The MTU follows the underlay: encrypted networks' effective MTU already takes
+            // WireGuard's overhead off.
             let mtu = net.effective_mtu(underlay_mtu, local_vtep.is_ipv6());
             interfaces.push(DesiredInterface {
                 ifname: a.ifname.clone(),
@@ -115,7 +142,11 @@ pub fn desired_for(
                     .flat_map(|e| e.attachments.iter().map(move |a| (e.node, a)))
                     .filter(|(_, a)| a.network_id == net.id)
                     .filter_map(|(node, a)| {
-                        let vtep = state.nodes.get(&node)?.data_path_addr;
+                        let vtep = if net.encrypted {
+                            tunnel_ip(&node)?
+                        } else {
+                            state.nodes.get(&node)?.data_path_addr
+                        };
                         Some(RemoteEndpoint {
                             ip: a.ip,
                             mac: a.mac.0,
@@ -129,7 +160,7 @@ pub fn desired_for(
                     subnet: net.subnet,
                     gateway: net.gateway,
                     mtu,
-                    local_vtep,
+                    local_vtep: local,
                     port,
                     remotes,
                 }
@@ -149,6 +180,27 @@ pub fn desired_for(
     }
 }
 
+/// The strict-mode rules this node needs: every encrypted network's VNI in the cluster (not
+/// only the local ones, so that a packet for any of them is caught), the VXLAN port and the
+/// tunnel device and network.
+pub fn strict_policy_for(state: &ClusterState) -> StrictPolicy {
+    StrictPolicy {
+        vxlan_port: state
+            .config
+            .as_ref()
+            .map(|c| c.data_path_port)
+            .unwrap_or(4789),
+        tunnel_ifname: super::tunnel::TUN_NAME.to_string(),
+        tunnel_net: secnet_model::TUNNEL_SUBNET,
+        encrypted_vnis: state
+            .networks
+            .values()
+            .filter(|n| n.encrypted)
+            .map(|n| n.vni)
+            .collect(),
+    }
+}
+
 /// Runs reconcile passes until the member stops.
 pub(crate) async fn run(member: std::sync::Weak<Member>) {
     let (kick, layout) = {
@@ -165,17 +217,38 @@ pub(crate) async fn run(member: std::sync::Weak<Member>) {
         let vtep = m.id.data_path_addr;
         drop(m);
         if view.applied_index != last_index || since_full >= RESYNC {
-            let desired = desired_for(&view.state, me, vtep, underlay_mtu(vtep));
-            // Parts the planner cannot program are left out by it; say so when the state
-            // changes rather than every pass.
-            if view.applied_index != last_index {
-                for problem in desired.problems() {
-                    warn!(%problem, "part of the desired data path is ignored");
-                }
-            }
+            let policy = strict_policy_for(&view.state);
+            let state = view.state.clone();
             let layout = layout.clone();
-            let result = tokio::task::spawn_blocking(move || reconcile_once(&layout, &desired))
-                .await
+            let changed = view.applied_index != last_index;
+            let result = tokio::task::spawn_blocking(move || {
+                // Strict mode first: encrypted networks exist on this node only while their
+                // rules are known to be in place.
+                let (encrypted, strict_error) = match secnet_dataplane::ensure_strict(&layout, &policy) {
+                    Ok(reinstalled) => {
+                        if reinstalled {
+                            info!(vnis = ?policy.encrypted_vnis, "strict-mode rules installed");
+                        }
+                        (EncryptedPath::Ready, None)
+                    }
+                    Err(e) => (
+                        EncryptedPath::Unavailable,
+                        Some(format!("strict mode unavailable, encrypted networks are down on this node: {e:#}")),
+                    ),
+                };
+                let desired = desired_for(&state, me, vtep, underlay_mtu(vtep), encrypted);
+                // Parts the planner cannot program are left out by it; say so when the state
+                // changes rather than every pass.
+                if changed {
+                    for problem in desired.problems() {
+                        warn!(%problem, "part of the desired data path is ignored");
+                    }
+                }
+                let (ready, mut errors, ops) = reconcile_once(&layout, &desired);
+                errors.extend(strict_error);
+                (ready, errors, ops)
+            })
+            .await
                 .unwrap_or_else(|e| {
                     (
                         BTreeSet::new(),

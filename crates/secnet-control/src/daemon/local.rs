@@ -202,7 +202,6 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                     endpoint,
                     ip,
                 } => {
-                    refuse_encrypted(&m.view().state, &network)?;
                     let cmd = Command::ConnectEndpoint {
                         name: endpoint.clone(),
                         network,
@@ -212,7 +211,16 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                 }
                 LocalRequest::KeyLs => Ok(LocalResponse::Keys(key_infos(&m.view().state))),
                 LocalRequest::KeyRotate => key_rotate(&m).await,
-                LocalRequest::TunnelLs => Ok(LocalResponse::Tunnel(tunnel_info(&m))),
+                LocalRequest::TunnelLs => {
+                    let layout = m.reconciler.layout.clone();
+                    let drops = tokio::task::spawn_blocking(move || {
+                        secnet_dataplane::strict_drops(&layout)
+                    })
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| internal(format!("reading the strict-mode counters: {e:#}")))?;
+                    Ok(LocalResponse::Tunnel(tunnel_info(&m, drops)))
+                }
                 LocalRequest::EndpointDisconnect { network, endpoint } => {
                     let cmd = Command::DisconnectEndpoint {
                         name: endpoint.clone(),
@@ -862,19 +870,6 @@ async fn wait_programmed(
     }
 }
 
-/// Endpoints cannot use encrypted networks until the WireGuard data path exists: their
-/// traffic would otherwise leave the node in clear.
-fn refuse_encrypted(state: &secnet_model::ClusterState, network: &str) -> Result<(), ApiError> {
-    let net = state.find_network(network)?;
-    if net.encrypted {
-        return Err(ApiError::invalid(format!(
-            "network {:?} is encrypted, and the encrypted data path (WireGuard tunnels) is not available on this version yet; endpoints can only join unencrypted networks. Nothing was changed.",
-            net.name
-        )));
-    }
-    Ok(())
-}
-
 async fn endpoint_create(
     m: &Member,
     network: String,
@@ -883,7 +878,6 @@ async fn endpoint_create(
 ) -> LocalResult {
     let view = m.view();
     let net = view.state.find_network(&network)?.clone();
-    refuse_encrypted(&view.state, &network)?;
     let mut rng = rand::rngs::OsRng;
     let name = name.unwrap_or_else(|| {
         let suffix: u32 = rng.gen();
@@ -1018,7 +1012,7 @@ async fn key_rotate(m: &Member) -> LocalResult {
     }
 }
 
-fn tunnel_info(m: &Member) -> secnet_api::TunnelInfo {
+fn tunnel_info(m: &Member, drops: secnet_dataplane::StrictDrops) -> secnet_api::TunnelInfo {
     let state = m.view().state;
     let mine = state.wireguard.get(&m.id.node_id);
     let key_epoch = state.key_ring.as_ref().map(|r| r.primary().epoch);
@@ -1034,6 +1028,8 @@ fn tunnel_info(m: &Member) -> secnet_api::TunnelInfo {
             unknown_peer: 0,
             disallowed_source: 0,
             rate_limited: 0,
+            strict_dropped_in: drops.inbound,
+            strict_dropped_out: drops.outbound,
         };
     };
     let peers = t
@@ -1075,5 +1071,7 @@ fn tunnel_info(m: &Member) -> secnet_api::TunnelInfo {
         unknown_peer: c.unknown_peer,
         disallowed_source: c.disallowed_source,
         rate_limited: c.rate_limited,
+        strict_dropped_in: drops.inbound,
+        strict_dropped_out: drops.outbound,
     }
 }

@@ -3,8 +3,9 @@
 //! endpoint on `data-path-addr:51820` with a TUN device, whose peers are the other nodes,
 //! keyed with the primary pre-shared key of the ring.
 //!
-//! Encrypted networks do not send their VXLAN through it yet (that is the next step); the
-//! tunnel already runs, handshakes with every peer, and shows in `secnet tunnel ls`.
+//! Encrypted networks' VXLAN runs between tunnel addresses (see `dataplane.rs`), so their
+//! frames are routed into the TUN device and sealed here; strict mode (nftables, installed by
+//! the reconciler) drops any of them that would take another way.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -134,7 +135,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, key: Arc<StaticKey>) {
                 listen: SocketAddr::new(m.id.data_path_addr, WIREGUARD_PORT),
                 tun_name: TUN_NAME.into(),
                 tun_addr: mine.tunnel_ip,
-                tun_prefix: 16,
+                tun_prefix: secnet_model::TUNNEL_SUBNET.prefix_len(),
                 mtu: super::views::underlay_mtu(m.id.data_path_addr)
                     .saturating_sub(secnet_model::WIREGUARD_OVERHEAD_V4),
                 private_key: StaticKey::from_bytes(*key.to_secret_bytes()),

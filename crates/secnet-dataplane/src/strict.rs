@@ -1,0 +1,311 @@
+//! Strict mode: nftables rules that keep the VXLAN of encrypted networks inside the
+//! WireGuard tunnel.
+//!
+//! An encrypted network's VXLAN device sends to peers' tunnel addresses, which route into the
+//! TUN device, where the tunnel engine seals the frames. Routing alone is not a guarantee:
+//! until the TUN device exists, after it is deleted, or if someone adds a more specific route,
+//! the kernel would send those VXLAN packets out of the underlay in clear. And the kernel's
+//! VXLAN socket listens on every address of the host namespace, so a VXLAN packet with an
+//! encrypted VNI sent in clear to the data-path address would be accepted into the encrypted
+//! network. Docker Swarm had both holes (CVE-2023-28840/28841/28842): its encrypted overlay
+//! relied on an iptables mark that was missing at times and on a rule that could be bypassed.
+//!
+//! So one nftables table in the host namespace, `inet secnet`, always present while the node
+//! has encrypted networks, drops (and counts):
+//!
+//! * leaving (`postrouting`, the last hook a packet passes): any VXLAN packet (UDP to the
+//!   data-path port) whose VNI is an encrypted network's, or whose destination is in the
+//!   tunnel network, unless it leaves through the tunnel device;
+//! * arriving (`prerouting` at raw priority, before anything else looks at it): any VXLAN
+//!   packet whose VNI is an encrypted network's, or whose source is in the tunnel network,
+//!   unless it arrives through the tunnel device.
+//!
+//! The VNI is read from the VXLAN header: UDP header (8 bytes), flags (1), reserved (3), then
+//! the 24-bit VNI, so bits 96..120 of the transport header (`@th,96,24`).
+//!
+//! The table is replaced atomically (one `nft -f` transaction: create, delete, create with
+//! the new contents), so there is no moment without rules. The reconciler installs it before
+//! any encrypted network's devices exist and leaves encrypted networks out of the data path
+//! if it cannot ([`ensure_strict`] failing is fatal for them, never a fallback to clear).
+//! A fingerprint of the rules sits in the table's comment; a table that is missing or differs
+//! (deleted or edited by hand) is put back on the next pass.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context as _};
+use ipnet::Ipv4Net;
+
+use crate::cmd::{self, Tool, COMMAND_TIMEOUT};
+use crate::model::{fnv1a, Layout};
+
+/// The nftables table (family `inet`) that holds the strict-mode rules.
+pub const STRICT_TABLE: &str = "secnet";
+/// Name of the chain for arriving packets.
+pub const STRICT_IN_CHAIN: &str = "strict_in";
+/// Name of the chain for leaving packets.
+pub const STRICT_OUT_CHAIN: &str = "strict_out";
+
+/// What strict mode protects on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictPolicy {
+    /// The VXLAN UDP port (`--data-path-port`).
+    pub vxlan_port: u16,
+    /// The tunnel's TUN device, the only way in and out for encrypted VXLAN.
+    pub tunnel_ifname: String,
+    /// The network of tunnel addresses: VXLAN to or from it must use the tunnel device.
+    pub tunnel_net: Ipv4Net,
+    /// The VNIs of every encrypted network in the cluster.
+    pub encrypted_vnis: BTreeSet<u32>,
+}
+
+/// Packets strict mode dropped, as counted by its rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StrictDrops {
+    /// Encrypted-network VXLAN that arrived other than through the tunnel.
+    pub inbound: u64,
+    /// Encrypted-network VXLAN that would have left other than through the tunnel.
+    pub outbound: u64,
+}
+
+impl StrictPolicy {
+    fn check(&self) -> anyhow::Result<()> {
+        let name_ok = !self.tunnel_ifname.is_empty()
+            && self.tunnel_ifname.len() <= 15
+            && self
+                .tunnel_ifname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !name_ok {
+            bail!("invalid tunnel device name {:?}", self.tunnel_ifname);
+        }
+        if let Some(vni) = self.encrypted_vnis.iter().find(|v| **v >= 1 << 24) {
+            bail!("VNI {vni} does not fit in 24 bits");
+        }
+        Ok(())
+    }
+
+    /// The chains' rules, without the table around them.
+    fn rules(&self) -> String {
+        let port = self.vxlan_port;
+        let tun = &self.tunnel_ifname;
+        let net = self.tunnel_net;
+        let vnis = (!self.encrypted_vnis.is_empty()).then(|| {
+            let list: Vec<String> = self.encrypted_vnis.iter().map(u32::to_string).collect();
+            format!("{{ {} }}", list.join(", "))
+        });
+        let mut s = String::new();
+        let _ = writeln!(s, "  chain {STRICT_IN_CHAIN} {{");
+        let _ = writeln!(
+            s,
+            "    type filter hook prerouting priority raw; policy accept;"
+        );
+        if let Some(vnis) = &vnis {
+            let _ = writeln!(
+                s,
+                "    iifname != \"{tun}\" udp dport {port} @th,96,24 {vnis} counter drop comment \"encrypted VNI arriving in clear\""
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    iifname != \"{tun}\" ip saddr {net} udp dport {port} counter drop comment \"tunnel-addressed VXLAN arriving in clear\""
+        );
+        let _ = writeln!(s, "  }}");
+        let _ = writeln!(s, "  chain {STRICT_OUT_CHAIN} {{");
+        let _ = writeln!(
+            s,
+            "    type filter hook postrouting priority filter; policy accept;"
+        );
+        if let Some(vnis) = &vnis {
+            let _ = writeln!(
+                s,
+                "    oifname != \"{tun}\" udp dport {port} @th,96,24 {vnis} counter drop comment \"encrypted VNI leaving in clear\""
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    oifname != \"{tun}\" ip daddr {net} udp dport {port} counter drop comment \"tunnel-addressed VXLAN leaving in clear\""
+        );
+        let _ = writeln!(s, "  }}");
+        s
+    }
+
+    /// Identifies these rules; kept in the table's comment.
+    pub fn fingerprint(&self) -> String {
+        format!("{:016x}", fnv1a(self.rules().as_bytes()))
+    }
+
+    /// The `nft -f` script that replaces the table with these rules in one transaction.
+    pub fn script(&self) -> String {
+        format!(
+            "table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n  comment \"secnet strict mode {fp}\"\n{rules}}}\n",
+            t = STRICT_TABLE,
+            fp = self.fingerprint(),
+            rules = self.rules()
+        )
+    }
+}
+
+fn nft(layout: &Layout, args: &[&str], input: &str) -> anyhow::Result<cmd::Output> {
+    cmd::run(
+        cmd::command(layout.host_netns.as_deref(), Tool::Nft, args),
+        input,
+        COMMAND_TIMEOUT,
+    )
+    .context("cannot run nft (is the nftables package installed?)")
+}
+
+/// Whether the host namespace holds exactly this policy's table (by fingerprint).
+pub fn strict_installed(layout: &Layout, policy: &StrictPolicy) -> anyhow::Result<bool> {
+    let out = nft(layout, &["list", "table", "inet", STRICT_TABLE], "")?;
+    if !out.success() {
+        // Absent (nft reports "No such file or directory").
+        return Ok(false);
+    }
+    Ok(out
+        .stdout
+        .contains(&format!("secnet strict mode {}", policy.fingerprint())))
+}
+
+/// Makes the host namespace's strict-mode table equal to `policy`; returns whether it had to
+/// be (re)installed. An error means the rules may be missing: the caller must not program
+/// encrypted networks.
+pub fn ensure_strict(layout: &Layout, policy: &StrictPolicy) -> anyhow::Result<bool> {
+    policy.check()?;
+    if strict_installed(layout, policy)? {
+        return Ok(false);
+    }
+    let out = nft(layout, &["-f", "-"], &policy.script())?;
+    if !out.success() {
+        bail!("installing the strict-mode rules: {}", out.describe());
+    }
+    if !strict_installed(layout, policy)? {
+        bail!("the strict-mode rules are not in place after installing them");
+    }
+    Ok(true)
+}
+
+/// Removes the strict-mode table (nothing to do if it is absent).
+pub fn remove_strict(layout: &Layout) -> anyhow::Result<()> {
+    let script = format!("table inet {STRICT_TABLE}\ndelete table inet {STRICT_TABLE}\n");
+    let out = nft(layout, &["-f", "-"], &script)?;
+    if !out.success() {
+        bail!("removing the strict-mode rules: {}", out.describe());
+    }
+    Ok(())
+}
+
+/// What strict mode has dropped so far (zero when the table is absent).
+pub fn strict_drops(layout: &Layout) -> anyhow::Result<StrictDrops> {
+    let out = nft(layout, &["-j", "list", "table", "inet", STRICT_TABLE], "")?;
+    if !out.success() {
+        return Ok(StrictDrops::default());
+    }
+    Ok(parse_drops(&out.stdout))
+}
+
+/// Sums the rule counters of `nft -j list table` output per chain. Tolerates anything it does
+/// not understand (a newer nft's JSON) by counting nothing for it.
+fn parse_drops(json: &str) -> StrictDrops {
+    let mut drops = StrictDrops::default();
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return drops;
+    };
+    let items = value
+        .get("nftables")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for item in items {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let packets: u64 = rule
+            .get("expr")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("counter")?.get("packets")?.as_u64())
+            .sum();
+        match rule.get("chain").and_then(|c| c.as_str()) {
+            Some(STRICT_IN_CHAIN) => drops.inbound += packets,
+            Some(STRICT_OUT_CHAIN) => drops.outbound += packets,
+            _ => {}
+        }
+    }
+    drops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(vnis: &[u32]) -> StrictPolicy {
+        StrictPolicy {
+            vxlan_port: 4789,
+            tunnel_ifname: "sntun0".into(),
+            tunnel_net: "100.96.0.0/16".parse().expect("a valid network"),
+            encrypted_vnis: vnis.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn script_replaces_the_table_atomically_and_names_every_vni() {
+        let s = policy(&[4096, 4100]).script();
+        assert!(s.starts_with("table inet secnet\ndelete table inet secnet\ntable inet secnet {"));
+        assert_eq!(s.matches("@th,96,24 { 4096, 4100 }").count(), 2);
+        assert_eq!(
+            s.matches("ip daddr 100.96.0.0/16 udp dport 4789").count(),
+            1
+        );
+        assert_eq!(
+            s.matches("ip saddr 100.96.0.0/16 udp dport 4789").count(),
+            1
+        );
+        assert!(s.contains("iifname != \"sntun0\""));
+        assert!(s.contains("oifname != \"sntun0\""));
+    }
+
+    #[test]
+    fn without_encrypted_networks_the_tunnel_net_is_still_guarded() {
+        let s = policy(&[]).script();
+        assert!(!s.contains("@th"));
+        assert_eq!(s.matches("counter drop").count(), 2);
+    }
+
+    #[test]
+    fn fingerprint_follows_the_rules() {
+        assert_eq!(policy(&[1]).fingerprint(), policy(&[1]).fingerprint());
+        assert_ne!(policy(&[1]).fingerprint(), policy(&[2]).fingerprint());
+        let mut other_port = policy(&[1]);
+        other_port.vxlan_port = 4790;
+        assert_ne!(policy(&[1]).fingerprint(), other_port.fingerprint());
+    }
+
+    #[test]
+    fn bad_names_and_vnis_are_refused() {
+        let mut p = policy(&[1]);
+        p.tunnel_ifname = "x\"; drop".into();
+        assert!(p.check().is_err());
+        let p = policy(&[1 << 24]);
+        assert!(p.check().is_err());
+        assert!(policy(&[(1 << 24) - 1]).check().is_ok());
+    }
+
+    #[test]
+    fn counters_are_summed_per_chain() {
+        let json = r#"{"nftables": [{"metainfo": {}},
+          {"rule": {"chain": "strict_in", "expr": [{"counter": {"packets": 3, "bytes": 9}}, {"drop": null}]}},
+          {"rule": {"chain": "strict_in", "expr": [{"counter": {"packets": 2, "bytes": 9}}]}},
+          {"rule": {"chain": "strict_out", "expr": [{"counter": {"packets": 7, "bytes": 9}}]}},
+          {"rule": {"chain": "other", "expr": [{"counter": {"packets": 100}}]}}]}"#;
+        assert_eq!(
+            parse_drops(json),
+            StrictDrops {
+                inbound: 5,
+                outbound: 7
+            }
+        );
+        assert_eq!(parse_drops("not json"), StrictDrops::default());
+    }
+}
