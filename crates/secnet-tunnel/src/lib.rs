@@ -48,6 +48,7 @@ pub mod dispatch;
 mod engine;
 mod io;
 mod key;
+mod psk;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
@@ -58,6 +59,7 @@ use std::time::Duration;
 
 pub use config::{PeerConfig, TunnelConfig, MAX_IFNAME_LEN, MAX_MTU, MIN_MTU};
 pub use key::{ParseKeyError, PublicKey, StaticKey};
+pub use psk::{PresharedKey, MAX_PRESHARED_KEYS};
 
 use engine::Engine;
 
@@ -70,6 +72,10 @@ pub enum TunnelError {
     /// The peer set is invalid (a duplicate key or tunnel address, or our own key).
     #[error("invalid peer set: {0}")]
     InvalidPeers(String),
+    /// The pre-shared key ring is invalid (empty, too large, two epochs with one index tag,
+    /// or the primary epoch missing).
+    #[error("invalid pre-shared key ring: {0}")]
+    InvalidKeyRing(String),
     /// The TUN device could not be created or configured.
     #[error("cannot create TUN device {name}: {source}")]
     Tun {
@@ -124,11 +130,14 @@ pub struct PeerStats {
     pub endpoint: SocketAddr,
     /// Its tunnel address.
     pub tunnel_ip: Ipv4Addr,
-    /// How long ago the current session's handshake completed; `None` without a session.
+    /// The PSK epoch of the session we send on; `None` without a session.
+    pub key_epoch: Option<u64>,
+    /// How long ago the handshake of the session we send on completed; `None` without a
+    /// session.
     pub last_handshake: Option<Duration>,
-    /// Bytes of WireGuard datagrams accepted from it (all message types).
+    /// Bytes of WireGuard datagrams accepted from it (all message types, all sessions).
     pub rx_bytes: u64,
-    /// Bytes of WireGuard datagrams sent to it (all message types).
+    /// Bytes of WireGuard datagrams sent to it (all message types, all sessions).
     pub tx_bytes: u64,
     /// Failure events in handshakes with it: each handshake message from it that boringtun
     /// rejected (wrong key or PSK, replayed or stale, bad MAC), and each of our initiations
@@ -164,7 +173,6 @@ pub struct Tunnel {
     wake: UnixDatagram,
     tun_name: String,
     local_addr: SocketAddr,
-    public_key: PublicKey,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -172,7 +180,7 @@ impl std::fmt::Debug for Tunnel {
         f.debug_struct("Tunnel")
             .field("tun_name", &self.tun_name)
             .field("local_addr", &self.local_addr)
-            .field("public_key", &self.public_key)
+            .field("public_key", &self.public_key())
             .finish_non_exhaustive()
     }
 }
@@ -220,15 +228,42 @@ impl Tunnel {
             wake,
             tun_name,
             local_addr,
-            public_key,
         })
     }
 
-    /// Replaces the peer set (see the crate docs for what changes mean). Peers that are not
-    /// in `peers` are dropped at once. The whole set is rejected, and the old one kept, if two
-    /// peers share a key or a tunnel address, or a peer has our key.
+    /// Replaces the peer set (see the crate docs for what changes mean). Peers are identified
+    /// by tunnel address: one that is not in `peers` is dropped at once, with all its
+    /// sessions; one with a new public key is a key rotation (its sessions under the old key
+    /// stay until the new key carries traffic). The whole set is rejected, and the old one
+    /// kept, if two peers share a key or a tunnel address, or a peer has one of our keys.
     pub fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<(), TunnelError> {
         self.shared.engine().set_peers(peers)
+    }
+
+    /// Installs the pre-shared keys this endpoint may use (the cluster ring) and the one
+    /// that is primary for the handshakes it starts. Sessions under keys still in the ring
+    /// keep going; those under keys that left it (or whose epoch now names another key) end
+    /// at once. Rejected, and nothing changed, if the ring is empty, holds more than
+    /// [`MAX_PRESHARED_KEYS`], has two epochs equal in their low 4 bits, or lacks `primary`.
+    ///
+    /// Until this is first called the endpoint uses no PSK. For a rotation without loss,
+    /// install a new key everywhere before any node makes it primary, and drop the old one
+    /// only after every node has made its successor primary and sent on it (see the crate
+    /// docs).
+    pub fn set_preshared_keys(
+        &self,
+        keys: Vec<PresharedKey>,
+        primary: u64,
+    ) -> Result<(), TunnelError> {
+        self.shared.engine().set_preshared_keys(keys, primary)
+    }
+
+    /// Makes `key` this endpoint's static key for new handshakes. Sessions under the key it
+    /// replaces keep carrying traffic, and initiations addressed to it are still answered,
+    /// until every peer has sent traffic under the new key, or for 180 s at most (see the
+    /// crate docs). Peers learn the new public key from their own `set_peers`.
+    pub fn set_static_key(&self, key: StaticKey) {
+        self.shared.engine().set_static_key(key);
     }
 
     /// Every peer's state, ordered by tunnel address.
@@ -241,9 +276,9 @@ impl Tunnel {
         self.shared.engine().counters()
     }
 
-    /// This endpoint's public key.
+    /// This endpoint's current public key (the one new handshakes use).
     pub fn public_key(&self) -> PublicKey {
-        self.public_key
+        self.shared.engine().public_key()
     }
 
     /// The bound UDP address (useful when `listen` had port 0).
@@ -291,6 +326,7 @@ fn tunnel_handles_can_be_shared_between_threads() {
     send_sync::<Tunnel>();
     send_sync::<PeerConfig>();
     send_sync::<StaticKey>();
+    send_sync::<PresharedKey>();
 }
 
 impl Drop for Tunnel {
