@@ -41,8 +41,12 @@
 //! the initiator's sender index, but that index carries the initiator's tag
 //! ([`Datagram::epoch_tag`]): the responder needs it because WireGuard mixes the PSK in only
 //! at the response (IKpsk2), so nothing else in the initiation says which PSK the initiator
-//! will expect. The tag is not authenticated, which costs nothing: a wrong tag only makes
-//! the responder use a PSK the initiator does not have, and that handshake fails.
+//! will expect. The tag is not authenticated (nor is the sender index in WireGuard): a wrong
+//! tag only makes the responder use a PSK the initiator does not have, and that handshake
+//! fails. A captured initiation re-tagged for another epoch is new to that epoch's `Tunn`
+//! (boringtun's replay check, the TAI64N timestamp, is per `Tunn`), so it costs the responder
+//! one handshake and a response, as a replay to a freshly made `Tunn` does; it cannot
+//! complete the handshake without the initiator's ephemeral key.
 //!
 //! Four bits suffice because a ring holds at most a handful of keys whose epochs are
 //! consecutive (the cluster ring: at most three), so no two of them share a tag; the tunnel

@@ -578,13 +578,15 @@ impl Engine {
     /// has a session; else on the best slot that has one while the preferred slot
     /// handshakes; else on the preferred slot, which queues it and handshakes.
     fn send(&mut self, ip: Ipv4Addr, packet: &[u8], tx: &mut impl Transmit) {
-        let Some(peer) = self.peers.get(&ip) else {
-            return;
-        };
-        let preferred = self.preferred(peer);
         let current = self.keys.current.generation;
+        let primary = self.ring.primary();
         let Some(peer) = self.peers.get_mut(&ip) else {
             return;
+        };
+        let preferred = SlotId {
+            local: current,
+            peer_key: peer.config.public_key,
+            epoch: primary,
         };
         let endpoint = peer.endpoint();
         let sending = peer.sending_slot(&preferred, current);

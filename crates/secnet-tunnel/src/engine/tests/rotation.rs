@@ -293,6 +293,33 @@ fn static_key_rotation_loses_no_packet_whenever_the_peer_learns_the_key() {
 }
 
 #[test]
+fn both_nodes_rotate_static_keys_at_once() {
+    let mut link = Link::new();
+    link.steps(1);
+    link.a.engine.set_static_key(StaticKey::generate());
+    link.b.engine.set_static_key(StaticKey::generate());
+    link.steps(1);
+    let a_learns = PeerConfig {
+        public_key: link.b.key(),
+        ..link.b.peer_config(ip(2))
+    };
+    let b_learns = PeerConfig {
+        public_key: link.a.key(),
+        ..link.a.peer_config(ip(1))
+    };
+    link.a.engine.set_peers(vec![a_learns]).unwrap();
+    link.b.engine.set_peers(vec![b_learns]).unwrap();
+    link.steps(3);
+    for (node, peer) in [(&link.a, &link.b), (&link.b, &link.a)] {
+        assert!(!node.engine.has_previous_key());
+        let slots = node.engine.slots(peer_ip(node));
+        assert_eq!(slots.len(), 1, "{slots:?}");
+        assert_eq!(slots[0].local, node.engine.generation());
+        assert_eq!(slots[0].peer_key, peer.key());
+    }
+}
+
+#[test]
 fn previous_static_key_still_answers_initiations() {
     let (mut a, mut b) = pair();
     // A switches keys before any session exists; B does not know the new key yet, so it
@@ -498,7 +525,7 @@ fn may_apply(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn ring_changes_in_any_order_lose_no_packet(
