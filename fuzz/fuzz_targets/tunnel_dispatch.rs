@@ -2,12 +2,14 @@
 //! `secnet_tunnel::dispatch::classify` first: it must never panic, must agree with
 //! boringtun's own parser on what is a message (so nothing we route is rejected later for
 //! its shape, and nothing boringtun would take is dropped), and must follow the
-//! type/length table exactly.
+//! type/length table exactly. The index it routes by (`tunn_index`) and the PSK epoch tag
+//! it reads (`epoch_tag`) must be exactly the bits the index layout says, and the layout
+//! must round-trip.
 #![no_main]
 
 use boringtun::noise::{Packet, Tunn};
 use libfuzzer_sys::fuzz_target;
-use secnet_tunnel::dispatch::{classify, Datagram};
+use secnet_tunnel::dispatch::{classify, split_tunn_index, tunn_index, Datagram};
 
 fuzz_target!(|data: &[u8]| {
     let ours = classify(data);
@@ -47,8 +49,21 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(ours_with_receiver, theirs);
 
     if let Some((_, Some(receiver))) = ours_with_receiver {
-        assert_eq!(ours.peer_index(), Some(receiver >> 8));
+        assert_eq!(ours.tunn_index(), Some(receiver >> 8));
+        assert_eq!(ours.epoch_tag(), Some(((receiver >> 8) & 0xF) as u8));
     } else {
-        assert_eq!(ours.peer_index(), None);
+        assert_eq!(ours.tunn_index(), None);
+    }
+    match ours {
+        Datagram::HandshakeInit { sender } => {
+            assert_eq!(ours.epoch_tag(), Some(((sender >> 8) & 0xF) as u8));
+        }
+        Datagram::Garbage => assert_eq!(ours.epoch_tag(), None),
+        _ => {}
+    }
+    if let Some(index) = ours.tunn_index() {
+        assert!(index < 1 << 24);
+        let (base, tag) = split_tunn_index(index);
+        assert_eq!(tunn_index(base, tag), Some(index));
     }
 });

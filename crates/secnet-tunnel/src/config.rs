@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use zeroize::Zeroize as _;
-
 use crate::key::{PublicKey, StaticKey};
 use crate::TunnelError;
 
@@ -62,19 +60,20 @@ impl TunnelConfig {
     }
 }
 
-/// One remote node.
+/// One remote node. The pre-shared keys are the endpoint's, not the peer's (see
+/// [`Tunnel::set_preshared_keys`](crate::Tunnel::set_preshared_keys)).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     /// The peer's static public key (its identity).
     pub public_key: [u8; 32],
     /// Where the peer's WireGuard socket is (its data-path address and port).
     pub endpoint: SocketAddr,
-    /// The peer's tunnel address: the only inner source address accepted from it, and the
-    /// destination that routes packets to it.
+    /// The peer's tunnel address: its identity in the peer set (a new `public_key` for the
+    /// same address is a key rotation, not a new peer), the only inner source address
+    /// accepted from it, and the destination that routes packets to it.
     pub tunnel_ip: Ipv4Addr,
-    /// Pre-shared key mixed into the handshake (the cluster key ring's primary).
-    pub psk: Option<[u8; 32]>,
-    /// Persistent keepalive interval in seconds.
+    /// Persistent keepalive interval in seconds: a keepalive goes out on the session we send
+    /// on this often, whatever else is sent.
     pub keepalive: Option<u16>,
 }
 
@@ -84,27 +83,19 @@ impl fmt::Debug for PeerConfig {
             .field("public_key", &PublicKey(self.public_key))
             .field("endpoint", &self.endpoint)
             .field("tunnel_ip", &self.tunnel_ip)
-            .field("psk", &self.psk.map(|_| "<redacted>"))
             .field("keepalive", &self.keepalive)
             .finish()
     }
 }
 
-impl Drop for PeerConfig {
-    fn drop(&mut self) {
-        if let Some(psk) = self.psk.as_mut() {
-            psk.zeroize();
-        }
-    }
-}
-
-/// Checks a whole peer set: distinct keys, distinct tunnel addresses, not ourselves.
-pub(crate) fn validate_peers(peers: &[PeerConfig], own: &PublicKey) -> Result<(), TunnelError> {
+/// Checks a whole peer set: distinct keys, distinct tunnel addresses, none of our own keys
+/// (`own`: the current one and the one it replaced, while we still answer for it).
+pub(crate) fn validate_peers(peers: &[PeerConfig], own: &[PublicKey]) -> Result<(), TunnelError> {
     let mut keys = HashSet::new();
     let mut ips = HashSet::new();
     for peer in peers {
         let key = PublicKey(peer.public_key);
-        if key == *own {
+        if own.contains(&key) {
             return Err(TunnelError::InvalidPeers(format!(
                 "peer {key} is this node's own key"
             )));
@@ -149,7 +140,6 @@ mod tests {
             public_key: [key; 32],
             endpoint: "198.51.100.2:51820".parse().unwrap(),
             tunnel_ip: Ipv4Addr::new(100, 96, 0, ip),
-            psk: Some([9; 32]),
             keepalive: None,
         }
     }
@@ -193,9 +183,13 @@ mod tests {
 
     #[test]
     fn peer_set_validation() {
-        let own = PublicKey([1; 32]);
+        let own = [PublicKey([1; 32]), PublicKey([4; 32])];
         assert!(validate_peers(&[peer(2, 2), peer(3, 3)], &own).is_ok());
         assert!(validate_peers(&[peer(1, 2)], &own).is_err(), "own key");
+        assert!(
+            validate_peers(&[peer(4, 2)], &own).is_err(),
+            "own previous key"
+        );
         assert!(
             validate_peers(&[peer(2, 2), peer(2, 3)], &own).is_err(),
             "dup key"
@@ -212,9 +206,8 @@ mod tests {
     }
 
     #[test]
-    fn peer_debug_hides_psk() {
+    fn peer_debug_shows_the_key_in_base64() {
         let shown = format!("{:?}", peer(2, 2));
-        assert!(shown.contains("redacted"));
-        assert!(!shown.contains("9, 9"));
+        assert!(shown.contains(&PublicKey([2; 32]).to_string()), "{shown}");
     }
 }

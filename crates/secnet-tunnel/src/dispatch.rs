@@ -20,8 +20,37 @@
 //! in its `session.rs`), and the padding may stop at the MTU anyway, so requiring alignment
 //! would drop valid traffic.
 //!
-//! Receiver indices are the value boringtun put in the packet: our `Tunn` index shifted left
-//! 8 bits, the low 8 bits counting sessions. [`Datagram::peer_index`] undoes the shift.
+//! # Indices
+//!
+//! Sender and receiver indices are the value boringtun put in the packet: the `Tunn`'s
+//! 24-bit index shifted left 8 bits, the low 8 bits counting that `Tunn`'s sessions
+//! (boringtun 0.7.1, `Tunn::new` passes `index << 8` to its handshake, whose `inc_index`
+//! only ever changes the low byte). We split our 24-bit `Tunn` index once more:
+//!
+//! ```text
+//!  31                     12 11    8 7        0
+//! +-------------------------+-------+----------+
+//! |   base (20 bits)        |  tag  | session  |   wire index
+//! +-------------------------+-------+----------+
+//!  `------- Tunn index (24 bits) ---'
+//! ```
+//!
+//! The base names one peer and one pair of static keys (ours, theirs); the tag is the low
+//! 4 bits of the PSK epoch that `Tunn` uses ([`epoch_tag`]). A data message, response or
+//! cookie names its `Tunn` exactly ([`Datagram::tunn_index`]). An *initiation* carries only
+//! the initiator's sender index, but that index carries the initiator's tag
+//! ([`Datagram::epoch_tag`]): the responder needs it because WireGuard mixes the PSK in only
+//! at the response (IKpsk2), so nothing else in the initiation says which PSK the initiator
+//! will expect. The tag is not authenticated (nor is the sender index in WireGuard): a wrong
+//! tag only makes the responder use a PSK the initiator does not have, and that handshake
+//! fails. A captured initiation re-tagged for another epoch is new to that epoch's `Tunn`
+//! (boringtun's replay check, the TAI64N timestamp, is per `Tunn`), so it costs the responder
+//! one handshake and a response, as a replay to a freshly made `Tunn` does; it cannot
+//! complete the handshake without the initiator's ephemeral key.
+//!
+//! Four bits suffice because a ring holds at most a handful of keys whose epochs are
+//! consecutive (the cluster ring: at most three), so no two of them share a tag; the tunnel
+//! rejects a ring in which two do.
 
 /// Message type 1: handshake initiation.
 pub const HANDSHAKE_INIT: u32 = 1;
@@ -69,15 +98,55 @@ pub enum Datagram {
     Garbage,
 }
 
+/// Bits of a `Tunn` index that carry the PSK epoch tag.
+pub const EPOCH_TAG_BITS: u32 = 4;
+/// Bits of a `Tunn` index that carry the base (peer and key pair).
+pub const INDEX_BASE_BITS: u32 = 24 - EPOCH_TAG_BITS;
+/// One more than the largest base.
+pub const INDEX_BASES: u32 = 1 << INDEX_BASE_BITS;
+const TAG_MASK: u32 = (1 << EPOCH_TAG_BITS) - 1;
+
+/// The tag of a PSK epoch: its low 4 bits.
+pub fn epoch_tag(epoch: u64) -> u8 {
+    (epoch & u64::from(TAG_MASK)) as u8
+}
+
+/// The 24-bit `Tunn` index for `base` and `tag`; `None` if either is out of range.
+pub fn tunn_index(base: u32, tag: u8) -> Option<u32> {
+    (base < INDEX_BASES && u32::from(tag) <= TAG_MASK)
+        .then(|| base << EPOCH_TAG_BITS | u32::from(tag))
+}
+
+/// The (base, tag) of a `Tunn` index (bits above the 24th are ignored).
+pub fn split_tunn_index(index: u32) -> (u32, u8) {
+    (
+        (index >> EPOCH_TAG_BITS) & (INDEX_BASES - 1),
+        (index & TAG_MASK) as u8,
+    )
+}
+
 impl Datagram {
-    /// Which of our `Tunn`s the datagram names (`receiver >> 8`); `None` for initiations
-    /// (they name no receiver) and garbage.
-    pub fn peer_index(&self) -> Option<u32> {
+    /// Which of our `Tunn`s the datagram names (`receiver >> 8`, 24 bits); `None` for
+    /// initiations (they name no receiver) and garbage.
+    pub fn tunn_index(&self) -> Option<u32> {
         match *self {
             Datagram::HandshakeResponse { receiver }
             | Datagram::Cookie { receiver }
             | Datagram::Data { receiver } => Some(receiver >> 8),
             Datagram::HandshakeInit { .. } | Datagram::Garbage => None,
+        }
+    }
+
+    /// The PSK epoch tag the datagram's index carries: for an initiation the initiator's
+    /// (which PSK it used), otherwise ours (which of our `Tunn`s it names). `None` for
+    /// garbage.
+    pub fn epoch_tag(&self) -> Option<u8> {
+        match *self {
+            Datagram::HandshakeInit { sender: index }
+            | Datagram::HandshakeResponse { receiver: index }
+            | Datagram::Cookie { receiver: index }
+            | Datagram::Data { receiver: index } => Some(split_tunn_index(index >> 8).1),
+            Datagram::Garbage => None,
         }
     }
 }
@@ -171,16 +240,40 @@ mod tests {
     }
 
     #[test]
-    fn peer_index_drops_the_session_byte() {
+    fn tunn_index_drops_the_session_byte() {
         assert_eq!(
             Datagram::Data {
                 receiver: 0x00AB_CD17
             }
-            .peer_index(),
+            .tunn_index(),
             Some(0xABCD)
         );
-        assert_eq!(Datagram::HandshakeInit { sender: 5 }.peer_index(), None);
-        assert_eq!(Datagram::Garbage.peer_index(), None);
+        assert_eq!(Datagram::HandshakeInit { sender: 5 }.tunn_index(), None);
+        assert_eq!(Datagram::Garbage.tunn_index(), None);
+    }
+
+    #[test]
+    fn epoch_tags_from_both_kinds_of_index() {
+        let index = tunn_index(0xF_FFFF, 0xA).unwrap();
+        assert_eq!(index, 0xFF_FFFA);
+        assert_eq!(
+            Datagram::HandshakeInit {
+                sender: index << 8 | 0x33
+            }
+            .epoch_tag(),
+            Some(0xA)
+        );
+        assert_eq!(
+            Datagram::Cookie {
+                receiver: index << 8
+            }
+            .epoch_tag(),
+            Some(0xA)
+        );
+        assert_eq!(Datagram::Garbage.epoch_tag(), None);
+        assert_eq!(epoch_tag(0x1_0000_0013), 3);
+        assert_eq!(tunn_index(INDEX_BASES, 0), None);
+        assert_eq!(tunn_index(1, 16), None);
     }
 
     /// The datagrams a real boringtun produces classify as what they are.
@@ -190,8 +283,10 @@ mod tests {
         use boringtun::x25519::{PublicKey, StaticSecret};
         let a = StaticSecret::from([1u8; 32]);
         let b = StaticSecret::from([2u8; 32]);
-        let mut ta = Tunn::new(a.clone(), PublicKey::from(&b), None, None, 0x42, None);
-        let mut tb = Tunn::new(b, PublicKey::from(&a), None, None, 0x77, None);
+        let index_a = tunn_index(0x4, 0x2).unwrap();
+        let index_b = tunn_index(0xF_FFFF, 0xF).unwrap();
+        let mut ta = Tunn::new(a.clone(), PublicKey::from(&b), None, None, index_a, None);
+        let mut tb = Tunn::new(b, PublicKey::from(&a), None, None, index_b, None);
         let mut buf = vec![0u8; 2048];
         let TunnResult::WriteToNetwork(init) = ta.format_handshake_initiation(&mut buf, false)
         else {
@@ -199,20 +294,22 @@ mod tests {
         };
         let init = init.to_vec();
         assert!(matches!(classify(&init), Datagram::HandshakeInit { .. }));
+        assert_eq!(classify(&init).epoch_tag(), Some(0x2), "A's tag");
         let TunnResult::WriteToNetwork(resp) = tb.decapsulate(None, &init, &mut buf) else {
             panic!("no response");
         };
         let resp = resp.to_vec();
         assert_eq!(
-            classify(&resp).peer_index(),
-            Some(0x42),
+            classify(&resp).tunn_index(),
+            Some(index_a),
             "response names A's index"
         );
         let TunnResult::WriteToNetwork(keepalive) = ta.decapsulate(None, &resp, &mut buf) else {
             panic!("no keepalive");
         };
         let keepalive = keepalive.to_vec();
-        assert_eq!(classify(&keepalive).peer_index(), Some(0x77));
+        assert_eq!(classify(&keepalive).tunn_index(), Some(index_b));
+        assert_eq!(classify(&keepalive).epoch_tag(), Some(0xF));
         assert!(matches!(classify(&keepalive), Datagram::Data { .. }));
     }
 
@@ -262,7 +359,34 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = classify(&bytes).peer_index();
+            let d = classify(&bytes);
+            let _ = (d.tunn_index(), d.epoch_tag());
+        }
+
+        #[test]
+        fn index_encoding_round_trips(base in 0..INDEX_BASES, tag in 0u8..16, session: u8) {
+            let index = tunn_index(base, tag).unwrap();
+            prop_assert!(index < 1 << 24);
+            prop_assert_eq!(split_tunn_index(index), (base, tag));
+            // What boringtun puts on the wire, and what we read back from it.
+            let wire = index << 8 | u32::from(session);
+            prop_assert_eq!(Datagram::Data { receiver: wire }.tunn_index(), Some(index));
+            prop_assert_eq!(Datagram::HandshakeInit { sender: wire }.epoch_tag(), Some(tag));
+            prop_assert_eq!(Datagram::Data { receiver: wire }.epoch_tag(), Some(tag));
+        }
+
+        #[test]
+        fn every_epoch_has_a_tag_below_16(epoch: u64, base in 0..INDEX_BASES) {
+            let tag = epoch_tag(epoch);
+            prop_assert!(tag < 16);
+            prop_assert_eq!(epoch_tag(epoch.wrapping_add(16)), tag);
+            prop_assert!(tunn_index(base, tag).is_some());
+        }
+
+        #[test]
+        fn out_of_range_parts_are_refused(base in INDEX_BASES.., tag in 16u8..) {
+            prop_assert_eq!(tunn_index(base, 0), None);
+            prop_assert_eq!(tunn_index(0, tag), None);
         }
 
         #[test]

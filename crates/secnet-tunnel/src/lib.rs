@@ -3,8 +3,9 @@
 //! A [`Tunnel`] owns a TUN device (the node's tunnel address) and a UDP socket on the
 //! data-path address. Packets routed into the TUN device are sealed for the peer that owns
 //! their destination tunnel address and sent as WireGuard datagrams; datagrams from peers are
-//! opened and written to the TUN device. The cryptography is boringtun's `noise::Tunn`, one per
-//! peer; everything around it (sockets, the peer table, dispatch, timers, counters) is ours.
+//! opened and written to the TUN device. The cryptography is boringtun's `noise::Tunn`;
+//! everything around it (sockets, the peer table, which `Tunn` a datagram goes to, which one
+//! sends, timers, key rotation, counters) is ours.
 //!
 //! # Why not boringtun's `device` module
 //!
@@ -30,10 +31,73 @@
 //!
 //! The UDP port is reachable by anyone on the underlay, and a handshake initiation costs the
 //! receiver Diffie-Hellman operations before it knows who sent it (`parse_handshake_anon`
-//! decrypts the initiator's static key). One [`RateLimiter`](boringtun::noise::rate_limiter)
-//! shared by the endpoint checks MAC1 (so only senders who know our public key get that far)
-//! and, past a number of handshakes per second, answers with WireGuard cookies so that only
-//! senders that can receive at their claimed address are served. It is reset every second.
+//! decrypts the initiator's static key). A [`RateLimiter`](boringtun::noise::rate_limiter)
+//! per static key of ours (MAC1 is keyed by the receiver's public key, and during a static
+//! key rotation we answer for two) checks MAC1, so only senders who know our public key get
+//! that far, and, past a number of handshakes per second, answers with WireGuard cookies so
+//! that only senders that can receive at their claimed address are served. They are reset
+//! every second.
+//!
+//! # Slots: one `Tunn` per key combination
+//!
+//! boringtun fixes a `Tunn`'s static keys and pre-shared key when it is made: no setter for
+//! the PSK or the peer's key, and `set_static_private` drops every session. Replacing the
+//! `Tunn` on a key change would drop the session and stall traffic for a handshake (seconds,
+//! if the peer has not changed yet). So a peer has a *slot* (a `Tunn`) per (our static key,
+//! its static key, PSK epoch), made when first needed, and old slots live beside new ones
+//! until nothing uses them. Per peer:
+//!
+//! - **Sending.** The *preferred* slot is (our current key, the peer's current key, the
+//!   primary PSK epoch). If it has a session, it sends. Otherwise the newest slot that has a
+//!   session sends (ranked: our current key, the peer's current key, highest epoch, latest
+//!   handshake), and the preferred slot is told to handshake (a no-op while one is in
+//!   progress). Only when no slot has a session does the preferred slot take the packet,
+//!   queue it and handshake, as a lone `Tunn` would. Persistent keepalives
+//!   ([`PeerConfig::keepalive`]) are ours, not boringtun's, and take the same path, so
+//!   they keep the sending session alive and not every slot's.
+//! - **Receiving.** Responses, cookies and data name their slot by the receiver index. An
+//!   initiation is for the slot of: our key whose MAC1 it carries, the peer whose static key
+//!   it decrypts to (current or old key), and the PSK epoch tagged in its sender index.
+//! - **Index layout** ([`dispatch`]): boringtun puts `index << 8 | session` on the wire; our
+//!   24-bit `index` is a 20-bit base (one per peer and key pair) and a 4-bit *epoch tag*,
+//!   the low bits of the slot's PSK epoch. WireGuard's IKpsk2 mixes the PSK in only at the
+//!   response, so the tag is the only way a responder can know which PSK the initiator used;
+//!   an initiation whose tag names no epoch in our ring is dropped and counted as a
+//!   handshake failure. A ring never holds two epochs with one tag (it holds at most
+//!   [`MAX_PRESHARED_KEYS`], and the cluster ring's epochs are consecutive).
+//!
+//! # PSK rotation without loss
+//!
+//! The cluster ring ([`Tunnel::set_preshared_keys`]) goes through: `{1 primary}` →
+//! `{1 primary, 2}` (installed for receiving on every node) → `{1, 2 primary}` (on each node
+//! in turn) → `{2 primary}`. While a node has made 2 primary and its peer has not, the node
+//! keeps sending on its epoch-1 session and handshakes on epoch 2; the peer answers with
+//! key 2 because the tag says 2 (it has key 2: installed everywhere before any node made it
+//! primary), and the node switches once that session is up. The peer keeps sending on
+//! epoch 1, which the node still has, until it makes 2 primary too; its epoch-2 slot already
+//! has a session then. When epoch 1 leaves a ring, its slots go at once, so nothing may be
+//! sent on it any more: the caller must retire a key only after every node has made its
+//! successor primary and sent on it. [`PeerStats::key_epoch`] says which epoch a node sends
+//! on: once every node reports the primary (or `None`, no session) for every peer, the old
+//! key can go.
+//!
+//! # Static key rotation without loss
+//!
+//! [`Tunnel::set_static_key`] makes a new key current; the previous one stays with its slots,
+//! and keeps answering initiations addressed to it. Peers learn the new public key from the
+//! cluster state and get it through [`Tunnel::set_peers`]: peers are identified by tunnel
+//! address, so a new key for the same address is a rotation, whose old-key slots stay beside
+//! the new. Whichever side moves first, the other's initiations to the new key either
+//! succeed (it knows the key) or are refused and retried, while data keeps flowing on the old
+//! slots. A side drops the old slots once the new key has carried traffic: a peer's old key
+//! once that peer has sent us data under its new key, our previous key once every peer has
+//! sent us data under our current one; at the latest after 180 s (WireGuard's
+//! REJECT_AFTER_TIME). Both conditions mean the other side sends on the new key already.
+//!
+//! # Revocation
+//!
+//! A peer whose tunnel address is not in the set given to [`Tunnel::set_peers`] is dropped at
+//! once with all its slots and keys: its datagrams find no slot, its initiations no key.
 //!
 //! # Threads and network namespaces
 //!
@@ -48,6 +112,7 @@ pub mod dispatch;
 mod engine;
 mod io;
 mod key;
+mod psk;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
@@ -58,6 +123,7 @@ use std::time::Duration;
 
 pub use config::{PeerConfig, TunnelConfig, MAX_IFNAME_LEN, MAX_MTU, MIN_MTU};
 pub use key::{ParseKeyError, PublicKey, StaticKey};
+pub use psk::{PresharedKey, MAX_PRESHARED_KEYS};
 
 use engine::Engine;
 
@@ -70,6 +136,10 @@ pub enum TunnelError {
     /// The peer set is invalid (a duplicate key or tunnel address, or our own key).
     #[error("invalid peer set: {0}")]
     InvalidPeers(String),
+    /// The pre-shared key ring is invalid (empty, too large, two epochs with one index tag,
+    /// or the primary epoch missing).
+    #[error("invalid pre-shared key ring: {0}")]
+    InvalidKeyRing(String),
     /// The TUN device could not be created or configured.
     #[error("cannot create TUN device {name}: {source}")]
     Tun {
@@ -124,11 +194,14 @@ pub struct PeerStats {
     pub endpoint: SocketAddr,
     /// Its tunnel address.
     pub tunnel_ip: Ipv4Addr,
-    /// How long ago the current session's handshake completed; `None` without a session.
+    /// The PSK epoch of the session we send on; `None` without a session.
+    pub key_epoch: Option<u64>,
+    /// How long ago the handshake of the session we send on completed; `None` without a
+    /// session.
     pub last_handshake: Option<Duration>,
-    /// Bytes of WireGuard datagrams accepted from it (all message types).
+    /// Bytes of WireGuard datagrams accepted from it (all message types, all sessions).
     pub rx_bytes: u64,
-    /// Bytes of WireGuard datagrams sent to it (all message types).
+    /// Bytes of WireGuard datagrams sent to it (all message types, all sessions).
     pub tx_bytes: u64,
     /// Failure events in handshakes with it: each handshake message from it that boringtun
     /// rejected (wrong key or PSK, replayed or stale, bad MAC), and each of our initiations
@@ -164,7 +237,6 @@ pub struct Tunnel {
     wake: UnixDatagram,
     tun_name: String,
     local_addr: SocketAddr,
-    public_key: PublicKey,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -172,7 +244,7 @@ impl std::fmt::Debug for Tunnel {
         f.debug_struct("Tunnel")
             .field("tun_name", &self.tun_name)
             .field("local_addr", &self.local_addr)
-            .field("public_key", &self.public_key)
+            .field("public_key", &self.public_key())
             .finish_non_exhaustive()
     }
 }
@@ -220,15 +292,42 @@ impl Tunnel {
             wake,
             tun_name,
             local_addr,
-            public_key,
         })
     }
 
-    /// Replaces the peer set (see the crate docs for what changes mean). Peers that are not
-    /// in `peers` are dropped at once. The whole set is rejected, and the old one kept, if two
-    /// peers share a key or a tunnel address, or a peer has our key.
+    /// Replaces the peer set (see the crate docs for what changes mean). Peers are identified
+    /// by tunnel address: one that is not in `peers` is dropped at once, with all its
+    /// sessions; one with a new public key is a key rotation (its sessions under the old key
+    /// stay until the new key carries traffic). The whole set is rejected, and the old one
+    /// kept, if two peers share a key or a tunnel address, or a peer has one of our keys.
     pub fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<(), TunnelError> {
         self.shared.engine().set_peers(peers)
+    }
+
+    /// Installs the pre-shared keys this endpoint may use (the cluster ring) and the one
+    /// that is primary for the handshakes it starts. Sessions under keys still in the ring
+    /// keep going; those under keys that left it (or whose epoch now names another key) end
+    /// at once. Rejected, and nothing changed, if the ring is empty, holds more than
+    /// [`MAX_PRESHARED_KEYS`], has two epochs equal in their low 4 bits, or lacks `primary`.
+    ///
+    /// Until this is first called the endpoint uses no PSK. For a rotation without loss,
+    /// install a new key everywhere before any node makes it primary, and drop the old one
+    /// only after every node has made its successor primary and sent on it (see the crate
+    /// docs).
+    pub fn set_preshared_keys(
+        &self,
+        keys: Vec<PresharedKey>,
+        primary: u64,
+    ) -> Result<(), TunnelError> {
+        self.shared.engine().set_preshared_keys(keys, primary)
+    }
+
+    /// Makes `key` this endpoint's static key for new handshakes. Sessions under the key it
+    /// replaces keep carrying traffic, and initiations addressed to it are still answered,
+    /// until every peer has sent traffic under the new key, or for 180 s at most (see the
+    /// crate docs). Peers learn the new public key from their own `set_peers`.
+    pub fn set_static_key(&self, key: StaticKey) {
+        self.shared.engine().set_static_key(key);
     }
 
     /// Every peer's state, ordered by tunnel address.
@@ -241,9 +340,9 @@ impl Tunnel {
         self.shared.engine().counters()
     }
 
-    /// This endpoint's public key.
+    /// This endpoint's current public key (the one new handshakes use).
     pub fn public_key(&self) -> PublicKey {
-        self.public_key
+        self.shared.engine().public_key()
     }
 
     /// The bound UDP address (useful when `listen` had port 0).
@@ -291,6 +390,7 @@ fn tunnel_handles_can_be_shared_between_threads() {
     send_sync::<Tunnel>();
     send_sync::<PeerConfig>();
     send_sync::<StaticKey>();
+    send_sync::<PresharedKey>();
 }
 
 impl Drop for Tunnel {

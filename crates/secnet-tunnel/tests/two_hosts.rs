@@ -18,7 +18,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng as _;
-use secnet_tunnel::{PeerConfig, StaticKey, Tunnel, TunnelConfig};
+use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 const UNDERLAY_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const UNDERLAY_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -121,6 +121,7 @@ struct Hosts {
 }
 
 struct Setup {
+    /// The PSK ring `{epoch 1}` on both (none: no PSK at all).
     psk: Option<[u8; 32]>,
     /// The tunnel address B believes A has.
     a_as_seen_by_b: Ipv4Addr,
@@ -181,27 +182,36 @@ impl Hosts {
         };
         hosts.ta = Some(start_tunnel(&hosts.a, TUNNEL_A, UNDERLAY_A, ka));
         hosts.tb = Some(start_tunnel(&hosts.b, TUNNEL_B, UNDERLAY_B, kb));
+        if let Some(psk) = setup.psk {
+            for tunnel in [hosts.ta(), hosts.tb()] {
+                tunnel
+                    .set_preshared_keys(vec![PresharedKey::new(1, psk)], 1)
+                    .unwrap();
+            }
+        }
         hosts
             .ta()
             .set_peers(vec![PeerConfig {
                 public_key: pb.0,
                 endpoint: SocketAddr::from((UNDERLAY_B, PORT)),
                 tunnel_ip: TUNNEL_B,
-                psk: setup.psk,
                 keepalive: None,
             }])
             .unwrap();
+        hosts.set_b_peer(pa, setup.a_as_seen_by_b);
         hosts
-            .tb()
+    }
+
+    /// B's peer set: A, with `key` and `tunnel_ip`.
+    fn set_b_peer(&self, key: secnet_tunnel::PublicKey, tunnel_ip: Ipv4Addr) {
+        self.tb()
             .set_peers(vec![PeerConfig {
-                public_key: pa.0,
+                public_key: key.0,
                 endpoint: SocketAddr::from((UNDERLAY_A, PORT)),
-                tunnel_ip: setup.a_as_seen_by_b,
-                psk: setup.psk,
+                tunnel_ip,
                 keepalive: None,
             }])
             .unwrap();
-        hosts
     }
 
     fn ta(&self) -> &Tunnel {
@@ -212,22 +222,39 @@ impl Hosts {
         self.tb.as_ref().unwrap()
     }
 
-    /// Replaces both sides' PSK.
-    fn set_psk(&self, psk: [u8; 32]) {
-        for (tunnel, other) in [(self.ta(), self.tb()), (self.tb(), self.ta())] {
-            let mut peer = tunnel.stats().remove(0);
-            peer.public_key = other.public_key();
-            tunnel
-                .set_peers(vec![PeerConfig {
-                    public_key: peer.public_key.0,
-                    endpoint: peer.endpoint,
-                    tunnel_ip: peer.tunnel_ip,
-                    psk: Some(psk),
-                    keepalive: None,
-                }])
-                .unwrap();
-        }
+    /// Installs the ring `epochs` (key bytes from `keys`) with `primary` on one tunnel.
+    fn ring(tunnel: &Tunnel, keys: &[(u64, [u8; 32])], primary: u64) {
+        let keys = keys
+            .iter()
+            .map(|&(epoch, key)| PresharedKey::new(epoch, key))
+            .collect();
+        tunnel.set_preshared_keys(keys, primary).unwrap();
     }
+}
+
+/// `ping -c count -i 0.05` from `ns` to `to`, running in the background.
+fn ping_in_background(ns: &Netns, to: Ipv4Addr, count: u32) -> Child {
+    ns.cmd("ping")
+        .args(["-n", "-c", &count.to_string(), "-i", "0.05", "-W", "2"])
+        .arg(to.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// How many echo replies a finished ping got, and its whole output.
+fn replies(ping: Child) -> (u32, String) {
+    let out = ping.wait_with_output().unwrap();
+    let text = describe(&out);
+    let received = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("received"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|part| part.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (received, text)
 }
 
 fn ok(out: &Output) -> bool {
@@ -491,24 +518,68 @@ fn inner_source_not_owned_by_the_peer_is_dropped() {
 }
 
 #[test]
-fn psk_change_on_both_sides_keeps_the_tunnel_working() {
-    let hosts = Hosts::new(Setup::default());
-    let out = hosts.a.ping(TUNNEL_B, 2, None);
+fn psk_rotation_under_ping_loses_nothing() {
+    let first: [u8; 32] = rand::random();
+    let hosts = Hosts::new(Setup {
+        psk: Some(first),
+        ..Setup::default()
+    });
+    let out = hosts.a.ping(TUNNEL_B, 1, None);
     assert!(ok(&out), "{}", describe(&out));
-    let rx_before = hosts.tb().stats()[0].rx_bytes;
+    let second: [u8; 32] = rand::random();
+    let both = [(1, first), (2, second)];
 
-    hosts.set_psk(rand::random());
-    let fresh = hosts.tb().stats().remove(0);
-    assert!(fresh.last_handshake.is_none(), "new PSK, new session");
-    assert!(fresh.rx_bytes >= rx_before, "counters carried over");
-
-    let out = hosts.a.ping(TUNNEL_B, 3, None);
-    assert!(ok(&out), "after PSK change: {}", describe(&out));
+    const COUNT: u32 = 60;
+    let ping = ping_in_background(&hosts.a, TUNNEL_B, COUNT);
+    let pause = || std::thread::sleep(Duration::from_millis(400));
+    pause();
+    // Installed for receiving everywhere, then primary on A, then on B, then the old one goes.
+    Hosts::ring(hosts.ta(), &both, 1);
+    Hosts::ring(hosts.tb(), &both, 1);
+    pause();
+    Hosts::ring(hosts.ta(), &both, 2);
+    pause();
+    Hosts::ring(hosts.tb(), &both, 2);
+    pause();
+    Hosts::ring(hosts.ta(), &both[1..], 2);
+    Hosts::ring(hosts.tb(), &both[1..], 2);
+    let (received, text) = replies(ping);
+    assert_eq!(received, COUNT, "{text}");
     for tunnel in [hosts.ta(), hosts.tb()] {
         let peer = &tunnel.stats()[0];
-        assert!(peer.last_handshake.is_some(), "{peer:?}");
+        assert_eq!(peer.key_epoch, Some(2), "{peer:?}");
         assert_eq!(peer.handshake_failures, 0, "{peer:?}");
+        assert_eq!(tunnel.counters().unknown_peer, 0);
     }
+}
+
+#[test]
+fn static_key_rotation_under_ping_loses_nothing() {
+    let hosts = Hosts::new(Setup::default());
+    let out = hosts.a.ping(TUNNEL_B, 1, None);
+    assert!(ok(&out), "{}", describe(&out));
+
+    const COUNT: u32 = 40;
+    let ping = ping_in_background(&hosts.a, TUNNEL_B, COUNT);
+    std::thread::sleep(Duration::from_millis(400));
+    let new = StaticKey::generate();
+    let new_public = new.public();
+    hosts.ta().set_static_key(new);
+    assert_eq!(hosts.ta().public_key(), new_public);
+    std::thread::sleep(Duration::from_millis(400));
+    // B learns A's new key (as the daemon would, from the replicated state).
+    hosts.set_b_peer(new_public, TUNNEL_A);
+    let (received, text) = replies(ping);
+    assert_eq!(received, COUNT, "{text}");
+    let peer = &hosts.tb().stats()[0];
+    assert_eq!(peer.public_key, new_public);
+    assert!(peer.last_handshake.is_some(), "{peer:?}");
+
+    // Revocation: B drops A, and A's traffic stops at once.
+    hosts.tb().set_peers(vec![]).unwrap();
+    let out = hosts.a.ping(TUNNEL_B, 1, None);
+    assert!(!ok(&out), "{}", describe(&out));
+    assert!(hosts.tb().counters().unknown_peer >= 1);
 }
 
 #[test]

@@ -26,6 +26,11 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The test key of `epoch`.
+fn psk(epoch: u64) -> PresharedKey {
+    PresharedKey::new(epoch, [epoch as u8 ^ 0x5A; 32])
+}
+
 #[derive(Default)]
 struct Wire {
     datagrams: Vec<(Vec<u8>, SocketAddr)>,
@@ -62,14 +67,19 @@ impl Node {
         self.engine.public_key().0
     }
 
-    fn peer_config(&self, tunnel_ip: Ipv4Addr, psk: Option<[u8; 32]>) -> PeerConfig {
+    fn peer_config(&self, tunnel_ip: Ipv4Addr) -> PeerConfig {
         PeerConfig {
             public_key: self.key(),
             endpoint: self.addr,
             tunnel_ip,
-            psk,
             keepalive: None,
         }
+    }
+
+    /// Installs a ring of `epochs` (key bytes: the epoch) with `primary`.
+    fn ring(&mut self, epochs: &[u64], primary: u64) {
+        let keys = epochs.iter().map(|&e| psk(e)).collect();
+        self.engine.set_preshared_keys(keys, primary).unwrap();
     }
 
     fn send(&mut self, packet: &[u8]) {
@@ -102,11 +112,20 @@ fn pump(nodes: &mut [&mut Node]) {
     panic!("datagrams still flowing after 100 rounds");
 }
 
-fn pair(psk: Option<[u8; 32]>) -> (Node, Node) {
+/// A (100.96.0.1) and B (100.96.0.2), peers of each other, without a PSK.
+fn pair() -> (Node, Node) {
     let mut a = Node::new(EA);
     let mut b = Node::new(EB);
-    a.engine.set_peers(vec![b.peer_config(ip(2), psk)]).unwrap();
-    b.engine.set_peers(vec![a.peer_config(ip(1), psk)]).unwrap();
+    a.engine.set_peers(vec![b.peer_config(ip(2))]).unwrap();
+    b.engine.set_peers(vec![a.peer_config(ip(1))]).unwrap();
+    (a, b)
+}
+
+/// [`pair`] with the ring `{epoch}` on both.
+fn pair_with_psk(epoch: u64) -> (Node, Node) {
+    let (mut a, mut b) = pair();
+    a.ring(&[epoch], epoch);
+    b.ring(&[epoch], epoch);
     (a, b)
 }
 
@@ -116,7 +135,7 @@ fn stats_of(node: &Node) -> PeerStats {
 
 #[test]
 fn handshake_then_data_both_ways() {
-    let (mut a, mut b) = pair(Some([7; 32]));
+    let (mut a, mut b) = pair_with_psk(7);
     let p = packet(ip(1), ip(2), b"hello");
     a.send(&p);
     pump(&mut [&mut a, &mut b]);
@@ -132,6 +151,7 @@ fn handshake_then_data_both_ways() {
     for node in [&a, &b] {
         let s = stats_of(node);
         assert!(s.last_handshake.is_some());
+        assert_eq!(s.key_epoch, Some(7));
         assert!(s.rx_bytes > 0 && s.tx_bytes > 0, "{s:?}");
         assert_eq!(s.handshake_failures, 0);
         assert_eq!(s.dropped_invalid, 0);
@@ -141,7 +161,7 @@ fn handshake_then_data_both_ways() {
 
 #[test]
 fn inner_source_must_be_the_peers_tunnel_ip() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     // A forges a packet that claims to come from 100.96.0.9.
     a.send(&packet(ip(9), ip(2), b"spoofed"));
     pump(&mut [&mut a, &mut b]);
@@ -157,7 +177,7 @@ fn inner_source_must_be_the_peers_tunnel_ip() {
 
 #[test]
 fn no_route_for_unknown_destinations_or_non_ipv4() {
-    let (mut a, _b) = pair(None);
+    let (mut a, _b) = pair();
     a.send(&packet(ip(1), ip(77), b"x"));
     a.send(&[0x60; 48]);
     a.send(&[]);
@@ -167,7 +187,7 @@ fn no_route_for_unknown_destinations_or_non_ipv4() {
 
 #[test]
 fn garbage_and_unknown_indices_are_counted() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     let from: SocketAddr = EC.parse().unwrap();
     b.engine.handle_datagram(from, b"hello", &mut b.wire);
     b.engine.handle_datagram(from, &[1; 148], &mut b.wire);
@@ -191,7 +211,7 @@ fn garbage_and_unknown_indices_are_counted() {
 
 #[test]
 fn data_for_a_known_index_that_fails_to_open_is_dropped_invalid() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
     b.take_tun();
@@ -214,11 +234,9 @@ fn data_for_a_known_index_that_fails_to_open_is_dropped_invalid() {
 
 #[test]
 fn initiation_from_a_stranger_is_unknown_peer() {
-    let (_a, mut b) = pair(None);
+    let (_a, mut b) = pair();
     let mut c = Node::new(EC);
-    c.engine
-        .set_peers(vec![b.peer_config(ip(2), None)])
-        .unwrap();
+    c.engine.set_peers(vec![b.peer_config(ip(2))]).unwrap();
     c.send(&packet(ip(3), ip(2), b"let me in"));
     pump(&mut [&mut b, &mut c]);
     assert_eq!(b.engine.counters().unknown_peer, 1);
@@ -228,13 +246,12 @@ fn initiation_from_a_stranger_is_unknown_peer() {
 
 #[test]
 fn psk_mismatch_fails_the_handshake() {
-    let mut a = Node::new(EA);
-    let mut b = Node::new(EB);
+    let (mut a, mut b) = pair();
     a.engine
-        .set_peers(vec![b.peer_config(ip(2), Some([1; 32]))])
+        .set_preshared_keys(vec![PresharedKey::new(1, [1; 32])], 1)
         .unwrap();
     b.engine
-        .set_peers(vec![a.peer_config(ip(1), Some([2; 32]))])
+        .set_preshared_keys(vec![PresharedKey::new(1, [2; 32])], 1)
         .unwrap();
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
@@ -245,29 +262,29 @@ fn psk_mismatch_fails_the_handshake() {
         "A cannot open B's response"
     );
     assert!(stats_of(&a).last_handshake.is_none());
+    assert_eq!(stats_of(&a).key_epoch, None);
 }
 
 #[test]
-fn changing_the_psk_makes_a_new_session() {
-    let (mut a, mut b) = pair(Some([1; 32]));
+fn new_bytes_under_the_same_epoch_make_a_new_session() {
+    let (mut a, mut b) = pair_with_psk(1);
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
     b.take_tun();
-    let old_index = b.engine.index_of(&a.key()).unwrap();
+    let old_index = b.engine.slots(ip(1))[0].index;
     // An authentic datagram under the old session, delivered late.
     a.send(&packet(ip(1), ip(2), b"late"));
     let (late, _) = a.wire.datagrams.pop().unwrap();
 
-    a.engine
-        .set_peers(vec![b.peer_config(ip(2), Some([2; 32]))])
-        .unwrap();
-    b.engine
-        .set_peers(vec![a.peer_config(ip(1), Some([2; 32]))])
-        .unwrap();
-    let new_index = b.engine.index_of(&a.key()).unwrap();
-    assert_ne!(old_index, new_index);
-    assert!(b.engine.last_handshake(&a.key()).is_none(), "fresh Tunn");
-
+    for node in [&mut a, &mut b] {
+        node.engine
+            .set_preshared_keys(vec![PresharedKey::new(1, [0xEE; 32])], 1)
+            .unwrap();
+    }
+    assert!(
+        b.engine.slots(ip(1)).is_empty(),
+        "the old key's slot is gone"
+    );
     b.engine.handle_datagram(a.addr, &late, &mut b.wire);
     assert_eq!(b.engine.counters().unknown_peer, 1, "old index is gone");
 
@@ -275,23 +292,24 @@ fn changing_the_psk_makes_a_new_session() {
     a.send(&p);
     pump(&mut [&mut a, &mut b]);
     assert_eq!(b.take_tun(), vec![p]);
-    assert!(stats_of(&b).rx_bytes > 0, "counters survive the new Tunn");
+    assert_ne!(b.engine.slots(ip(1))[0].index, old_index);
+    assert!(stats_of(&b).rx_bytes > 0, "counters survive the slots");
 }
 
 #[test]
 fn endpoint_and_tunnel_ip_change_in_place() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
     b.take_tun();
-    let index = b.engine.index_of(&a.key()).unwrap();
+    let index = b.engine.slots(ip(1))[0].index;
     // A moves to a new underlay address and tunnel address.
     a.addr = "198.51.100.11:51820".parse().unwrap();
-    b.engine
-        .set_peers(vec![a.peer_config(ip(11), None)])
-        .unwrap();
-    assert_eq!(b.engine.index_of(&a.key()), Some(index));
-    assert!(b.engine.last_handshake(&a.key()).is_some(), "session kept");
+    b.engine.set_peers(vec![a.peer_config(ip(11))]).unwrap();
+    let slots = b.engine.slots(ip(11));
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].index, index);
+    assert!(slots[0].session, "session kept");
     let p = packet(ip(11), ip(2), b"from the new address");
     a.send(&p);
     pump(&mut [&mut a, &mut b]);
@@ -304,7 +322,7 @@ fn endpoint_and_tunnel_ip_change_in_place() {
 
 #[test]
 fn removed_peers_are_gone_at_once() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
     b.take_tun();
@@ -320,15 +338,23 @@ fn removed_peers_are_gone_at_once() {
 
 #[test]
 fn invalid_peer_sets_are_rejected_and_the_old_set_kept() {
-    let (a, mut b) = pair(None);
+    let (a, mut b) = pair();
     let c = Node::new(EC);
     let err = b
         .engine
-        .set_peers(vec![a.peer_config(ip(1), None), c.peer_config(ip(1), None)]);
+        .set_peers(vec![a.peer_config(ip(1)), c.peer_config(ip(1))]);
     assert!(matches!(err, Err(TunnelError::InvalidPeers(_))));
+    let err = b.engine.set_peers(vec![
+        a.peer_config(ip(1)),
+        PeerConfig {
+            public_key: a.key(),
+            ..c.peer_config(ip(3))
+        },
+    ]);
+    assert!(matches!(err, Err(TunnelError::InvalidPeers(_))), "dup key");
     let own = PeerConfig {
         public_key: b.key(),
-        ..a.peer_config(ip(5), None)
+        ..a.peer_config(ip(5))
     };
     assert!(b.engine.set_peers(vec![own]).is_err());
     assert_eq!(b.engine.peer_stats().len(), 1);
@@ -337,29 +363,40 @@ fn invalid_peer_sets_are_rejected_and_the_old_set_kept() {
 #[test]
 fn indices_are_unique_and_24_bit() {
     let mut a = Node::new(EA);
+    a.ring(&[30, 31], 31);
     let peers: Vec<PeerConfig> = (0..50u8)
         .map(|i| PeerConfig {
             public_key: StaticKey::generate().public().0,
             endpoint: EB.parse().unwrap(),
             tunnel_ip: Ipv4Addr::new(100, 96, 1, i),
-            psk: None,
             keepalive: None,
         })
         .collect();
-    a.engine.next_index = INDEX_SPACE - 10; // exercise the wrap-around
+    a.engine.bases.next = INDEX_BASES - 10; // exercise the wrap-around
     a.engine.set_peers(peers.clone()).unwrap();
+    for p in &peers {
+        // Slots are made when needed: a packet for each peer makes its primary one.
+        a.send(&packet(ip(1), p.tunnel_ip, b"x"));
+    }
     let mut seen = std::collections::HashSet::new();
     for p in &peers {
-        let index = a.engine.index_of(&p.public_key).unwrap();
-        assert!(index > 0 && index < INDEX_SPACE);
+        let slots = a.engine.slots(p.tunnel_ip);
+        assert_eq!(slots.len(), 1);
+        let index = slots[0].index;
+        assert!(index > 0 && index < 1 << 24);
+        assert_eq!(
+            split_tunn_index(index).1,
+            epoch_tag(31),
+            "tagged with the epoch"
+        );
         assert!(seen.insert(index));
     }
-    assert_eq!(a.engine.by_index.len(), 50);
+    assert_eq!(a.engine.bases.owner.len(), 50);
 }
 
 #[test]
 fn timers_retry_the_handshake_and_count_nothing_while_waiting() {
-    let (mut a, _b) = pair(None);
+    let (mut a, _b) = pair();
     a.send(&packet(ip(1), ip(2), b"x"));
     assert_eq!(a.wire.datagrams.len(), 1, "initiation");
     a.engine.tick(&mut a.wire);
@@ -369,12 +406,12 @@ fn timers_retry_the_handshake_and_count_nothing_while_waiting() {
 
 #[test]
 fn handshake_flood_is_rate_limited_with_cookies() {
-    let (a, mut b) = pair(None);
+    let (a, mut b) = pair();
     let attacker: SocketAddr = EC.parse().unwrap();
     // Authentic-looking initiations (right MAC1) from a known key, far more than the limit.
-    let a_secret = a.engine.key.secret_copy();
+    let a_secret = a.engine.keys.current.key.secret_copy();
     let b_public = x25519::PublicKey::from(b.key());
-    let mut tunn = Tunn::new(a_secret, b_public, None, None, 1, None);
+    let mut tunn = Tunn::new(a_secret, b_public, None, None, 1 << 4, None);
     let mut buf = vec![0u8; 256];
     for _ in 0..(HANDSHAKE_RATE_LIMIT as usize) {
         let TunnResult::WriteToNetwork(init) = tunn.format_handshake_initiation(&mut buf, true)
@@ -401,7 +438,7 @@ fn handshake_flood_is_rate_limited_with_cookies() {
 
 #[test]
 fn unanswered_initiations_count_as_failures() {
-    let (mut a, _b) = pair(None);
+    let (mut a, _b) = pair();
     a.send(&packet(ip(1), ip(2), b"is anyone there?"));
     assert_eq!(a.wire.datagrams.len(), 1, "initiation");
     // boringtun retries after REKEY_TIMEOUT (5 s).
@@ -420,13 +457,18 @@ fn unanswered_initiations_count_as_failures() {
 
 #[test]
 fn answered_initiations_are_not_failures() {
-    let (mut a, mut b) = pair(None);
+    let (mut a, mut b) = pair();
     a.send(&packet(ip(1), ip(2), b"x"));
     pump(&mut [&mut a, &mut b]);
     for _ in 0..3 {
         a.engine.tick(&mut a.wire);
         b.engine.tick(&mut b.wire);
     }
-    assert!(a.engine.peers[&b.key()].init_sent_at.is_none());
+    assert!(a.engine.peers[&ip(2)]
+        .slots
+        .iter()
+        .all(|s| s.init_sent_at.is_none()));
     assert_eq!(stats_of(&a).handshake_failures, 0);
 }
+
+mod rotation;
