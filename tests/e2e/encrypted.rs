@@ -37,14 +37,25 @@ fn tunnel(lab: &Lab, i: usize) -> anyhow::Result<Value> {
 /// A cluster of `hosts` (one manager) with an encrypted network `vault` and a plain one
 /// `plain`, both known everywhere.
 fn cluster(hosts: usize) -> anyhow::Result<Lab> {
+    cluster_with(hosts, &[])
+}
+
+fn cluster_with(hosts: usize, init_extra: &[&str]) -> anyhow::Result<Lab> {
     let lab = lab(hosts)?;
-    form(&lab, 1, &["--default-addr-pool", "10.70.0.0/16"])?;
+    let mut init = vec!["--default-addr-pool", "10.70.0.0/16"];
+    init.extend_from_slice(init_extra);
+    form(&lab, 1, &init)?;
     lab.host(0)
         .cli_ok(&["network", "create", "--opt", "encrypted", "vault"])?;
     lab.host(0).cli_ok(&["network", "create", "plain"])?;
     wait_for("both networks on every host", CONVERGE, || {
         Ok((0..hosts)
             .all(|i| network(&lab, i, "plain").ok().flatten().is_some())
+            .then_some(()))
+    })?;
+    wait_for("every tunnel keyed from the ring", CONVERGE, || {
+        Ok((0..hosts)
+            .all(|i| tunnel(&lab, i).is_ok_and(|t| t["key_epoch"].is_u64()))
             .then_some(()))
     })?;
     Ok(lab)
@@ -286,5 +297,193 @@ fn a_removed_node_cannot_reach_encrypted_endpoints() -> anyhow::Result<()> {
     })?;
     wait_ping(&eps[0], &eps[1])?;
     wait_ping(&eps[1], &eps[0])?;
+    Ok(())
+}
+
+/// Sends `SECONDS` seconds' worth of deterministic data (64 KiB chunks, about 1 MB/s) to the
+/// first client on IP:8081, then prints the SHA-256 and length of what it sent.
+const SLOW_SERVER: &str = r#"
+import hashlib, socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("IP", 8081))
+s.listen()
+c, _ = s.accept()
+h = hashlib.sha256()
+n = 0
+end = time.time() + SECONDS
+i = 0
+while time.time() < end:
+    chunk = hashlib.sha512(str(i).encode()).digest() * 1024
+    c.sendall(chunk)
+    h.update(chunk)
+    n += len(chunk)
+    i += 1
+    time.sleep(0.05)
+c.close()
+print(h.hexdigest(), n, flush=True)
+"#;
+
+/// Receives everything from IP:8081 and prints its SHA-256 and length.
+const SLOW_CLIENT: &str = r#"
+import hashlib, socket, time
+for attempt in range(50):
+    try:
+        c = socket.create_connection(("IP", 8081), timeout=30)
+        break
+    except OSError:
+        if attempt == 49:
+            raise
+        time.sleep(0.1)
+h = hashlib.sha256()
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+print(h.hexdigest(), n, flush=True)
+"#;
+
+/// A ping flood (`-i 0.01`) and a slow TCP transfer from `from` to `to` while `during`
+/// runs; asserts that no ping was lost and the transfer arrived intact.
+fn no_loss_while(
+    lab: &Lab,
+    from: &Ep,
+    to: &Ep,
+    seconds: u32,
+    during: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = lab.dir().join("rotation");
+    std::fs::create_dir_all(&dir)?;
+    let server_out = dir.join(format!("server-{}.out", to.name));
+    let server = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", to.netns))
+        .args([
+            "--",
+            "python3",
+            "-c",
+            &SLOW_SERVER
+                .replace("IP", &to.ip)
+                .replace("SECONDS", &seconds.to_string()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&server_out)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut server = KillOnDrop(server);
+    let client = {
+        let netns = from.netns.clone();
+        let code = SLOW_CLIENT.replace("IP", &to.ip);
+        std::thread::spawn(move || in_ns(&netns, &["python3", "-c", &code]))
+    };
+    let count = (seconds * 100).to_string();
+    let pinger = {
+        let netns = from.netns.clone();
+        let ip = to.ip.clone();
+        let count = count.clone();
+        std::thread::spawn(move || {
+            in_ns(
+                &netns,
+                &["ping", "-q", "-i", "0.01", "-c", &count, "-W", "2", &ip],
+            )
+        })
+    };
+    let result = during();
+    let ping = pinger.join().expect("pinger");
+    let received = client.join().expect("client");
+    let _ = server.0.wait();
+    result?;
+    let want = format!("{count} packets transmitted, {count} received");
+    assert!(ping.stdout.contains(&want), "pings lost: {}", ping.stdout);
+    let sent = std::fs::read_to_string(&server_out)?;
+    assert!(received.success(), "{received:?}");
+    assert!(!sent.trim().is_empty(), "the server printed nothing");
+    assert_eq!(
+        received.stdout.trim(),
+        sent.trim(),
+        "the TCP transfer arrived intact"
+    );
+    Ok(())
+}
+
+fn primary_epoch(lab: &Lab, i: usize) -> anyhow::Result<u64> {
+    Ok(tunnel(lab, i)?["key_epoch"].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn key_rotations_under_traffic_lose_no_packet() -> anyhow::Result<()> {
+    let lab = cluster_with(2, &["--key-rotation-interval", "10s"])?;
+    let a = endpoint(&lab, 0, "vault", "ka")?;
+    let b = endpoint(&lab, 1, "vault", "kb")?;
+    wait_ping(&a, &b)?;
+    let start = primary_epoch(&lab, 0)?;
+    no_loss_while(&lab, &a, &b, 20, || {
+        std::thread::sleep(Duration::from_secs(3));
+        lab.host(0).cli_ok(&["key", "rotate"])?;
+        std::thread::sleep(Duration::from_secs(4));
+        lab.host(0).cli_ok(&["key", "rotate"])?;
+        // The 10 s schedule fires on its own before the 20 s are over.
+        wait_for("a scheduled rotation", Duration::from_secs(15), || {
+            let ring = lab.host(0).cli_json(&["key", "ls", "--format", "json"])?;
+            Ok((primary_epoch(&lab, 0)? >= start + 3
+                && ring.as_array().is_some_and(|r| !r.is_empty()))
+            .then_some(()))
+        })?;
+        Ok(())
+    })?;
+    // Both nodes send with the newest key.
+    let end = primary_epoch(&lab, 0)?;
+    assert!(end >= start + 3, "{start} -> {end}");
+    for i in 0..2 {
+        wait_for("sessions on the primary key", CONVERGE, || {
+            let t = tunnel(&lab, i)?;
+            let primary = t["key_epoch"].as_u64().unwrap_or(0);
+            Ok((t["peers"][0]["key_epoch"].as_u64() == Some(primary)).then_some(()))
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn node_key_rotations_under_traffic_lose_no_packet() -> anyhow::Result<()> {
+    let lab = cluster(2)?;
+    let a = endpoint(&lab, 0, "vault", "na")?;
+    let b = endpoint(&lab, 1, "vault", "nb")?;
+    wait_ping(&a, &b)?;
+    let before: Vec<String> = (0..2)
+        .map(|i| Ok(tunnel(&lab, i)?["public_key"].as_str().unwrap().to_string()))
+        .collect::<anyhow::Result<_>>()?;
+    no_loss_while(&lab, &a, &b, 15, || {
+        std::thread::sleep(Duration::from_secs(3));
+        // The worker's own key, from the worker.
+        lab.host(1).cli_ok(&["node", "rotate-key"])?;
+        std::thread::sleep(Duration::from_secs(3));
+        // The worker's key again, from the manager.
+        let worker = lab.host(1).cli_json(&["status", "--format", "json"])?["node_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        lab.host(0).cli_ok(&["node", "rotate-key", &worker])?;
+        std::thread::sleep(Duration::from_secs(3));
+        // The manager's own.
+        lab.host(0).cli_ok(&["node", "rotate-key"])?;
+        Ok(())
+    })?;
+    for (i, old) in before.iter().enumerate() {
+        let now = tunnel(&lab, i)?["public_key"].as_str().unwrap().to_string();
+        assert_ne!(&now, old, "host {i} has a new key");
+        // The peer knows it.
+        let other = tunnel(&lab, 1 - i)?;
+        assert_eq!(other["peers"][0]["public_key"], now.as_str(), "{other}");
+    }
+    // A worker cannot rotate another node's key.
+    let manager = lab.host(0).cli_json(&["status", "--format", "json"])?["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = lab.host(1).cli(&["node", "rotate-key", &manager]);
+    assert!(!out.success(), "{out:?}");
     Ok(())
 }

@@ -70,6 +70,10 @@ pub enum LocalRequest {
         nodes: Vec<String>,
         force: bool,
     },
+    /// `node rotate-key [NODE]` (`None`: this node).
+    NodeRotateKey {
+        node: Option<String>,
+    },
     NetworkCreate(NetworkSpec),
     NetworkLs,
     NetworkInspect {
@@ -155,6 +159,10 @@ pub struct TunnelPeerInfo {
     pub tunnel_ip: Ipv4Addr,
     /// Seconds since the last completed handshake.
     pub last_handshake_secs: Option<u64>,
+    /// Epoch of the pre-shared key of the session that carries our traffic to the peer
+    /// (`None` without a session).
+    #[serde(default)]
+    pub key_epoch: Option<u64>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub handshake_failures: u64,
@@ -315,7 +323,19 @@ pub enum LocalResponse {
     /// The key ring, oldest first.
     Keys(Vec<KeyInfo>),
     Tunnel(TunnelInfo),
+    /// `node rotate-key` done: the node's new WireGuard public key.
+    WireguardKey(WireguardKeyInfo),
     Status(StatusInfo),
+}
+
+/// A node's WireGuard static key after `node rotate-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireguardKeyInfo {
+    pub node: String,
+    pub hostname: String,
+    /// Base64, as `wg` shows it.
+    pub public_key: String,
+    pub previous_public_key: String,
 }
 
 /// What went wrong, in classes the CLI maps to exit codes.

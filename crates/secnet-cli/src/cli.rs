@@ -505,6 +505,33 @@ Examples:
   secnet node rm --force 3f2a"
     )]
     Rm(NodeRmArgs),
+
+    /// Replace a node's WireGuard static key, without interrupting traffic
+    #[command(
+        name = "rotate-key",
+        long_about = "\
+Replace a node's WireGuard static key (this node's when NODE is left out).
+
+The node makes the new key itself (the private half never leaves it; it is sealed at rest), \
+registers the public half through the cluster state, and keeps the old key for the sessions \
+that use it. Its peers open new sessions to the new key beside the old ones and move their \
+traffic over once the new handshakes complete, so no packet is lost. The command returns when \
+the node has registered its new key (within 30 s, or it says what it waits for: a node that \
+is down rotates when it comes back). Workers can rotate only their own key.
+
+Examples:
+  secnet node rotate-key
+  secnet node rotate-key worker3"
+    )]
+    RotateKey(NodeRotateKeyArgs),
+}
+
+/// Options of `secnet node rotate-key`.
+#[derive(Debug, Args)]
+pub struct NodeRotateKeyArgs {
+    /// The node whose key to replace: ID, unique ID prefix or hostname (default: this node).
+    #[arg(value_name = "NODE", value_parser = NonEmptyStringValueParser::new())]
+    pub node: Option<String>,
 }
 
 /// Options of `secnet node ls`.
@@ -1072,6 +1099,7 @@ pub enum Render {
     NodePromote,
     NodeDemote,
     NodeRm,
+    NodeRotateKey,
     NetworkCreate,
     NetworkLs {
         quiet: bool,
@@ -1228,6 +1256,12 @@ impl Command {
                 },
                 Render::NodeRm,
             ),
+            Command::Node(NodeCommand::RotateKey(a)) => Invocation {
+                request: LocalRequest::NodeRotateKey { node: a.node },
+                timeout: Duration::from_secs(45),
+                render: Render::NodeRotateKey,
+                progress: Some("Rotating the WireGuard key...".into()),
+            },
             Command::Network(NetworkCommand::Create(a)) => short(
                 LocalRequest::NetworkCreate(a.into_spec()),
                 Render::NetworkCreate,

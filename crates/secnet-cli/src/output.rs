@@ -150,6 +150,10 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
             )),
             ListFormat::Json => json_line(&keys),
         },
+        (Render::NodeRotateKey, LocalResponse::WireguardKey(k)) => Ok(format!(
+            "Node {} ({}) has a new WireGuard key.\n  public key: {}\n  previous:   {}\n",
+            k.node, k.hostname, k.public_key, k.previous_public_key
+        )),
         (Render::Tunnel { format }, LocalResponse::Tunnel(t)) => match format {
             ListFormat::Json => json_line(&t),
             ListFormat::Table => {
@@ -179,6 +183,7 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
                         "HOSTNAME",
                         "ENDPOINT",
                         "TUNNEL IP",
+                        "KEY EPOCH",
                         "HANDSHAKE",
                         "RX",
                         "TX",
@@ -193,6 +198,9 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
                                 p.hostname.clone(),
                                 p.endpoint.clone(),
                                 p.tunnel_ip.to_string(),
+                                p.key_epoch
+                                    .map(|e| e.to_string())
+                                    .unwrap_or_else(|| "-".into()),
                                 p.last_handshake_secs
                                     .map(|s| format!("{s}s ago"))
                                     .unwrap_or_else(|| "never".into()),
@@ -235,6 +243,7 @@ fn expected_response(how: &Render) -> &'static str {
         Render::Status { .. } => "Status",
         Render::Keys { .. } => "Keys",
         Render::Tunnel { .. } => "Tunnel",
+        Render::NodeRotateKey => "WireguardKey",
     }
 }
 
@@ -255,6 +264,7 @@ pub fn response_name(r: &LocalResponse) -> &'static str {
         LocalResponse::Status(_) => "Status",
         LocalResponse::Keys(_) => "Keys",
         LocalResponse::Tunnel(_) => "Tunnel",
+        LocalResponse::WireguardKey(_) => "WireguardKey",
     }
 }
 

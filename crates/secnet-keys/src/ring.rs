@@ -42,6 +42,16 @@ use crate::secret::Secret32;
 /// The most keys a ring holds (retiring ones, the primary and a pending one).
 pub const MAX_RING_KEYS: usize = 3;
 
+/// Bits of an epoch the WireGuard engine carries in its session indices, so that a responder
+/// knows which pre-shared key an initiator used (`secnet-tunnel`'s dispatch). Keys in one
+/// ring always differ in these bits: [`KeyRing::begin_rotation`] skips epochs that would not.
+pub const EPOCH_TAG_BITS: u32 = 4;
+
+/// The low [`EPOCH_TAG_BITS`] bits of `epoch`.
+pub fn epoch_tag(epoch: u64) -> u64 {
+    epoch & ((1 << EPOCH_TAG_BITS) - 1)
+}
+
 /// Where a key is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -200,22 +210,30 @@ impl KeyRing {
                 });
             }
         }
-        let epoch = self
-            .last_epoch
-            .checked_add(1)
-            .ok_or(RingError::EpochsExhausted {
+        // Work on a copy, so that an error leaves the ring as it was.
+        let mut next = self.clone();
+        if let RotationReason::NodeRemoved(node) = reason {
+            if let Some(old) = next.pending.take() {
+                next.acks.remove(&old.epoch);
+            }
+            next.forget_node(node);
+        }
+        while next.len() >= MAX_RING_KEYS && !next.retiring.is_empty() {
+            let dropped = next.retiring.remove(0);
+            next.acks.remove(&dropped.epoch);
+        }
+        // The next epoch whose tag differs from every key left in the ring (at most two
+        // skips: the ring holds at most two other keys here).
+        let mut epoch = next.last_epoch;
+        loop {
+            epoch = epoch.checked_add(1).ok_or(RingError::EpochsExhausted {
                 last: self.last_epoch,
             })?;
-        if let RotationReason::NodeRemoved(node) = reason {
-            if let Some(old) = self.pending.take() {
-                self.acks.remove(&old.epoch);
+            if next.keys().all(|k| epoch_tag(k.epoch) != epoch_tag(epoch)) {
+                break;
             }
-            self.forget_node(node);
         }
-        while self.len() >= MAX_RING_KEYS && !self.retiring.is_empty() {
-            let dropped = self.retiring.remove(0);
-            self.acks.remove(&dropped.epoch);
-        }
+        *self = next;
         self.pending = Some(RingKey {
             epoch,
             created_at: now_unix,

@@ -73,6 +73,11 @@ fn check_invariants(ring: &KeyRing) {
         "epochs must strictly increase: {ring:?}"
     );
     assert!(ring.last_epoch() >= keys[keys.len() - 1].epoch);
+    let tags: std::collections::BTreeSet<u64> = keys
+        .iter()
+        .map(|k| secnet_keys::ring::epoch_tag(k.epoch))
+        .collect();
+    assert_eq!(tags.len(), keys.len(), "epoch tags must differ: {ring:?}");
     let primaries: Vec<_> = keys
         .iter()
         .filter(|k| k.state == KeyState::Primary)
@@ -387,4 +392,29 @@ fn exhausted_epochs_are_an_error_that_changes_nothing() {
     assert_eq!(err, RingError::EpochsExhausted { last: u64::MAX });
     assert!(err.to_string().contains(&u64::MAX.to_string()));
     assert_eq!(ring, before, "the pending key and the acks stay");
+}
+
+/// Node removals that supersede the pending key again and again would walk the epochs round
+/// the tag space; the ring skips epochs whose tag a kept key has.
+#[test]
+fn superseded_pending_keys_never_reuse_a_kept_keys_tag() {
+    let mut ring = KeyRing::seed(Secret32::new([1; 32]), 100);
+    ring.begin_rotation(Secret32::new([2; 32]), 101, RotationReason::Manual)
+        .expect("ring step");
+    ring.acknowledge(1, 2).expect("ring step");
+    ring.try_promote(&[1].into_iter().collect(), 102)
+        .expect("ring step");
+    // Epoch 1 retiring, 2 primary. Forty removals, each superseding the pending key.
+    for n in 0..40u64 {
+        let epoch = ring
+            .begin_rotation(
+                Secret32::new([3; 32]),
+                103 + n,
+                RotationReason::NodeRemoved(100 + n),
+            )
+            .expect("ring step");
+        assert_ne!(epoch % 16, 1, "tag of retiring epoch 1 reused by {epoch}");
+        assert_ne!(epoch % 16, 2, "tag of primary epoch 2 reused by {epoch}");
+        check_invariants(&ring);
+    }
 }

@@ -89,6 +89,9 @@ pub enum ModelError {
     /// Not a WireGuard public key.
     #[error("invalid WireGuard public key {0:?}: expected 32 bytes in base64 (44 characters)")]
     InvalidPublicKey(String),
+    /// The node has no WireGuard key registered (it never started its tunnel).
+    #[error("node {0} has not registered a WireGuard key yet: it registers one when its daemon starts; retry then")]
+    NoWireguardKey(String),
     /// The key ring was seeded already.
     #[error("the key ring exists already")]
     KeyRingExists,

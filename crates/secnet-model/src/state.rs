@@ -79,6 +79,11 @@ pub struct WireguardPeer {
     pub public_key: String,
     /// The node's address inside the tunnel; encrypted networks' VXLAN runs between these.
     pub tunnel_ip: std::net::Ipv4Addr,
+    /// `secnet node rotate-key` asked the node for a new static key; cleared when the node
+    /// registers a different key. Replicated so that a node that is down rotates when it
+    /// comes back.
+    #[serde(default)]
+    pub rotation_requested: bool,
 }
 
 /// A change to the cluster state, proposed through Raft.
@@ -142,6 +147,8 @@ pub enum Command {
     /// Registers (or replaces, for `node rotate-key`) a node's WireGuard public key; the
     /// first registration allocates its tunnel address.
     SetWireguardKey { id: NodeId, public_key: String },
+    /// Asks a node to replace its WireGuard static key (`secnet node rotate-key`).
+    RequestWireguardRotation { id: NodeId },
     /// Creates the key ring with its first key (the leader does this once).
     SeedKeyRing { secret: Secret32, now: u64 },
     /// Adds a pending key (installed for receiving everywhere before it is used).
@@ -436,6 +443,9 @@ impl ClusterState {
                     return Err(ModelError::InvalidPublicKey(public_key));
                 }
                 if let Some(peer) = self.wireguard.get_mut(&id) {
+                    if peer.public_key != public_key {
+                        peer.rotation_requested = false;
+                    }
                     peer.public_key = public_key;
                 } else {
                     let subnet = TUNNEL_SUBNET;
@@ -448,9 +458,23 @@ impl ClusterState {
                         WireguardPeer {
                             public_key,
                             tunnel_ip,
+                            rotation_requested: false,
                         },
                     );
                 }
+                Ok(Response::Done)
+            }
+            Command::RequestWireguardRotation { id } => {
+                let node = self
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| ModelError::NodeNotFound(id.to_string()))?;
+                let hostname = node.hostname.clone();
+                let peer = self
+                    .wireguard
+                    .get_mut(&id)
+                    .ok_or(ModelError::NoWireguardKey(hostname))?;
+                peer.rotation_requested = true;
                 Ok(Response::Done)
             }
             Command::SeedKeyRing { secret, now } => {

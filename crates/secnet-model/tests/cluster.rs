@@ -573,3 +573,49 @@ fn commands_and_results_serialize() {
     let text = serde_json::to_string(&err).unwrap();
     assert_eq!(serde_json::from_str::<ModelError>(&text).unwrap(), err);
 }
+
+#[test]
+fn wireguard_key_rotation_request_is_cleared_by_a_new_key() {
+    let mut s = cluster();
+    let key_a = "A".repeat(43) + "=";
+    let key_b = "B".repeat(43) + "=";
+    // No key yet: the request names the node and is refused.
+    let err = s
+        .apply(Command::RequestWireguardRotation { id: NodeId(1) })
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::NoWireguardKey(ref h) if h == "host1"),
+        "{err}"
+    );
+    let err = s
+        .apply(Command::RequestWireguardRotation { id: NodeId(9) })
+        .unwrap_err();
+    assert!(matches!(err, ModelError::NodeNotFound(_)), "{err}");
+
+    s.apply(Command::SetWireguardKey {
+        id: NodeId(1),
+        public_key: key_a.clone(),
+    })
+    .unwrap();
+    let ip = s.wireguard[&NodeId(1)].tunnel_ip;
+    s.apply(Command::RequestWireguardRotation { id: NodeId(1) })
+        .unwrap();
+    assert!(s.wireguard[&NodeId(1)].rotation_requested);
+    // The same key again (a restart re-registering) leaves the request standing.
+    s.apply(Command::SetWireguardKey {
+        id: NodeId(1),
+        public_key: key_a,
+    })
+    .unwrap();
+    assert!(s.wireguard[&NodeId(1)].rotation_requested);
+    // A new key fulfils it, and the tunnel address stays.
+    s.apply(Command::SetWireguardKey {
+        id: NodeId(1),
+        public_key: key_b.clone(),
+    })
+    .unwrap();
+    let peer = &s.wireguard[&NodeId(1)];
+    assert!(!peer.rotation_requested);
+    assert_eq!(peer.public_key, key_b);
+    assert_eq!(peer.tunnel_ip, ip);
+}

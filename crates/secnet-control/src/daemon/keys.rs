@@ -93,7 +93,9 @@ pub(crate) async fn leader_step(m: &Member) {
     }
 }
 
-/// Every node: acknowledges a pending key it holds and has not acknowledged yet.
+/// Every node: acknowledges a pending key once its WireGuard endpoint has installed it for
+/// receiving (see `TunnelSlot::can_acknowledge`), so that no node promotes a key a live
+/// peer could not answer with.
 pub(crate) async fn ack_loop(member: std::sync::Weak<Member>) {
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -108,7 +110,7 @@ pub(crate) async fn ack_loop(member: std::sync::Weak<Member>) {
             .key_ring
             .as_ref()
             .is_some_and(|r| r.acks(epoch).contains(&me.0));
-        if acked || !state.nodes.contains_key(&me) {
+        if acked || !state.nodes.contains_key(&me) || !m.tunnel.can_acknowledge(epoch) {
             continue;
         }
         if let Err(e) = m.write(Command::AckKey { node: me, epoch }).await {

@@ -84,6 +84,7 @@ fn request_name(req: &LocalRequest) -> &'static str {
         LocalRequest::NodePromote { .. } => "node promote",
         LocalRequest::NodeDemote { .. } => "node demote",
         LocalRequest::NodeRm { .. } => "node rm",
+        LocalRequest::NodeRotateKey { .. } => "node rotate-key",
         LocalRequest::NetworkCreate(_) => "network create",
         LocalRequest::NetworkLs => "network ls",
         LocalRequest::NetworkInspect { .. } => "network inspect",
@@ -137,6 +138,7 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                 LocalRequest::NodePromote { nodes } => set_roles(&m, &nodes, Role::Manager).await,
                 LocalRequest::NodeDemote { nodes } => set_roles(&m, &nodes, Role::Worker).await,
                 LocalRequest::NodeRm { nodes, force } => node_rm(&m, &nodes, force).await,
+                LocalRequest::NodeRotateKey { node } => node_rotate_key(&m, node).await,
                 LocalRequest::NetworkCreate(spec) => network_create(&m, spec).await,
                 LocalRequest::NetworkLs => {
                     let v = m.view();
@@ -680,6 +682,65 @@ async fn node_rm(m: &Member, keys: &[String], force: bool) -> LocalResult {
     Ok(LocalResponse::NodesChanged(removed))
 }
 
+/// Asks a node (this one by default) for a new WireGuard static key and waits until it has
+/// registered one. The node makes the key itself; its peers switch to it without losing
+/// packets (the old sessions carry traffic until the new handshakes complete).
+async fn node_rotate_key(m: &Member, key: Option<String>) -> LocalResult {
+    let view = m.view();
+    let node = match &key {
+        Some(k) => view.state.find_node(k)?.clone(),
+        None => view
+            .state
+            .nodes
+            .get(&m.id.node_id)
+            .cloned()
+            .ok_or_else(|| ApiError::unavailable("this node is not in the cluster state yet"))?,
+    };
+    let previous = view
+        .state
+        .wireguard
+        .get(&node.id)
+        .map(|w| w.public_key.clone())
+        .ok_or_else(|| {
+            ApiError::from(secnet_model::ModelError::NoWireguardKey(
+                node.hostname.clone(),
+            ))
+        })?;
+    m.write(Command::RequestWireguardRotation { id: node.id })
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = m.view().state;
+        if let Some(w) = state.wireguard.get(&node.id) {
+            if w.public_key != previous && !w.rotation_requested {
+                return Ok(LocalResponse::WireguardKey(secnet_api::WireguardKeyInfo {
+                    node: node.id.to_string(),
+                    hostname: node.hostname.clone(),
+                    public_key: w.public_key.clone(),
+                    previous_public_key: previous,
+                }));
+            }
+        } else {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "node {} ({}) left the cluster meanwhile",
+                    node.id, node.hostname
+                ),
+            ));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError::unavailable(format!(
+                "node {} ({}) has not registered a new key within 30 s (status {:?}); the request stands, and the node rotates its key as soon as it runs",
+                node.id,
+                node.hostname,
+                state.nodes.get(&node.id).map(|n| n.status)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn network_create(m: &Member, spec: NetworkSpec) -> LocalResult {
     // Check what can be checked here first, so a bad request fails the same way whether or
     // not the cluster can take writes right now.
@@ -1052,6 +1113,7 @@ fn tunnel_info(m: &Member, drops: secnet_dataplane::StrictDrops) -> secnet_api::
                 endpoint: p.endpoint.to_string(),
                 tunnel_ip: p.tunnel_ip,
                 last_handshake_secs: p.last_handshake.map(|d| d.as_secs()),
+                key_epoch: p.key_epoch,
                 rx_bytes: p.rx_bytes,
                 tx_bytes: p.tx_bytes,
                 handshake_failures: p.handshake_failures,

@@ -232,7 +232,11 @@ impl Member {
     ) -> anyhow::Result<Arc<Member>> {
         // Load (or make) the WireGuard key before anything starts, so a failure leaves nothing
         // running.
-        let wg_key = Arc::new(tunnel::load_or_create_key(&daemon.paths.dir, &daemon.kek)?);
+        let wg_store = tunnel::KeyStore {
+            dir: daemon.paths.dir.clone(),
+            kek: daemon.kek.clone(),
+        };
+        let wg_key = wg_store.load_or_create()?;
         let client_tls = pki::client_config(&id.ca_der, &id.cert_der, &key)?;
         let rt = match id.role {
             Role::Manager => Runtime::Manager(
@@ -257,7 +261,7 @@ impl Member {
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
         member.spawn(dataplane::run(Arc::downgrade(&member)));
         member.spawn(keys::ack_loop(Arc::downgrade(&member)));
-        member.spawn(tunnel::run(Arc::downgrade(&member), wg_key));
+        member.spawn(tunnel::run(Arc::downgrade(&member), wg_store, wg_key));
         Ok(member)
     }
 

@@ -214,7 +214,8 @@ fn worker_may_propose(m: &Member, caller: NodeId, p: &Proposal) -> bool {
         Proposal::Command(
             Command::RemoveNode { id }
             | Command::AckKey { node: id, .. }
-            | Command::SetWireguardKey { id, .. },
+            | Command::SetWireguardKey { id, .. }
+            | Command::RequestWireguardRotation { id },
         ) => *id == caller,
         // Endpoints live in one node's kernel: a worker manages its own.
         Proposal::Command(Command::CreateEndpoint { node, .. }) => *node == caller,

@@ -8,7 +8,7 @@
 //! the reconciler) drops any of them that would take another way.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use secnet_keys::seal::{self, Kek};
 use secnet_model::{ClusterState, Command, NodeId};
-use secnet_tunnel::{PeerConfig, StaticKey, Tunnel, TunnelConfig};
+use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 use super::Member;
 
@@ -30,33 +30,51 @@ const KEEPALIVE_SECS: u16 = 25;
 const KEY_FILE: &str = "wireguard-key.sealed";
 const KEY_AAD: &[u8] = b"secnet wireguard static key v1";
 
-/// Loads this node's WireGuard static key, making one on first use.
-pub fn load_or_create_key(state_dir: &Path, kek: &Kek) -> std::io::Result<StaticKey> {
-    let path = state_dir.join(KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(sealed) => {
-            let plain = seal::open(kek, &sealed, KEY_AAD).map_err(std::io::Error::other)?;
-            let bytes: [u8; 32] = plain
-                .expose()
-                .try_into()
-                .map_err(|_| std::io::Error::other("the sealed WireGuard key is not 32 bytes"))?;
-            Ok(StaticKey::from_bytes(bytes))
+/// Where the node's WireGuard static key is kept, sealed.
+#[derive(Clone)]
+pub struct KeyStore {
+    pub dir: PathBuf,
+    pub kek: Arc<Kek>,
+}
+
+impl KeyStore {
+    /// Loads this node's WireGuard static key, making one on first use.
+    pub fn load_or_create(&self) -> std::io::Result<StaticKey> {
+        let path = self.dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(sealed) => {
+                let plain =
+                    seal::open(&self.kek, &sealed, KEY_AAD).map_err(std::io::Error::other)?;
+                let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| {
+                    std::io::Error::other("the sealed WireGuard key is not 32 bytes")
+                })?;
+                Ok(StaticKey::from_bytes(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = StaticKey::generate();
+                self.store(&key)?;
+                Ok(key)
+            }
+            Err(e) => Err(e),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = StaticKey::generate();
-            let sealed = seal::seal(kek, key.to_secret_bytes().as_ref(), KEY_AAD);
-            seal::write_private_file(&path, &sealed).map_err(std::io::Error::other)?;
-            Ok(key)
-        }
-        Err(e) => Err(e),
+    }
+
+    /// Seals `key` into place (written aside, then renamed: a crash leaves the old key or
+    /// the new one, never neither).
+    pub fn store(&self, key: &StaticKey) -> std::io::Result<()> {
+        let sealed = seal::seal(&self.kek, key.to_secret_bytes().as_ref(), KEY_AAD);
+        seal::write_private_file(&self.dir.join(KEY_FILE), &sealed).map_err(std::io::Error::other)
     }
 }
 
-/// The running endpoint of a member (none until the node's tunnel address is known).
+/// The running endpoint of a member (none until the node's tunnel address is known), and
+/// what was last handed to it.
 #[derive(Default)]
 pub struct TunnelSlot {
     tunnel: Mutex<Option<Arc<Tunnel>>>,
     peers: Mutex<Vec<PeerConfig>>,
+    /// The key ring installed in the endpoint: (epochs, primary).
+    keys: Mutex<Option<(Vec<u64>, u64)>>,
 }
 
 impl TunnelSlot {
@@ -70,14 +88,23 @@ impl TunnelSlot {
             t.take();
         }
     }
+
+    /// Whether the node may acknowledge key `epoch`: its endpoint holds it for receiving, or
+    /// no endpoint runs (one that starts later is given the whole ring before any peer).
+    pub fn can_acknowledge(&self, epoch: u64) -> bool {
+        if self.get().is_none() {
+            return true;
+        }
+        self.keys
+            .lock()
+            .ok()
+            .and_then(|k| k.as_ref().map(|(epochs, _)| epochs.contains(&epoch)))
+            .unwrap_or(false)
+    }
 }
 
-/// The other nodes as WireGuard peers, keyed with the ring's primary key.
+/// The other nodes as WireGuard peers.
 pub fn desired_peers(state: &ClusterState, me: NodeId) -> Vec<PeerConfig> {
-    let psk = state
-        .key_ring
-        .as_ref()
-        .map(|r| *r.primary().secret.expose());
     state
         .wireguard
         .iter()
@@ -89,19 +116,31 @@ pub fn desired_peers(state: &ClusterState, me: NodeId) -> Vec<PeerConfig> {
                 public_key: public_key.0,
                 endpoint: SocketAddr::new(node.data_path_addr, WIREGUARD_PORT),
                 tunnel_ip: wg.tunnel_ip,
-                psk,
                 keepalive: Some(KEEPALIVE_SECS),
             })
         })
         .collect()
 }
 
+/// Every key of the ring (pending ones too: installed for receiving before they are used)
+/// and the primary's epoch; `None` before the leader seeded the ring.
+fn desired_keys(state: &ClusterState) -> Option<(Vec<PresharedKey>, u64)> {
+    let ring = state.key_ring.as_ref()?;
+    let keys = ring
+        .keys()
+        .map(|k| PresharedKey::new(k.epoch, *k.secret.expose()))
+        .collect();
+    Some((keys, ring.primary().epoch))
+}
+
 /// Registers the key, starts the endpoint once the tunnel address is known, and keeps its
-/// peers equal to the state.
-pub(crate) async fn run(member: std::sync::Weak<Member>, key: Arc<StaticKey>) {
-    let public = key.public().to_string();
+/// keys and peers equal to the state; replaces the static key when asked to
+/// (`node rotate-key`).
+pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: StaticKey) {
+    let mut key = key;
+    let mut public = key.public().to_string();
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let Some(m) = member.upgrade() else { return };
         let state = m.view().state;
         let me = m.id.node_id;
@@ -120,14 +159,34 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, key: Arc<StaticKey>) {
             }
             continue;
         };
+        if mine.public_key == public && mine.rotation_requested {
+            // A new static key: sealed first (a crash after this re-registers it at the
+            // next start), then the endpoint takes it beside the old one, then the peers
+            // learn it through the state.
+            let new = StaticKey::generate();
+            if let Err(e) = store.store(&new) {
+                warn!(error = %e, "cannot store a new WireGuard key; the rotation waits");
+                continue;
+            }
+            if let Some(t) = m.tunnel.get() {
+                t.set_static_key(StaticKey::from_bytes(*new.to_secret_bytes()));
+            }
+            key = new;
+            public = key.public().to_string();
+            info!(public_key = %public, "WireGuard static key rotated");
+        }
         if mine.public_key != public {
-            // Another key is registered (a restore, or an interrupted rotation): ours wins.
-            let _ = m
+            // Our new key, or another key registered (a restore, or an interrupted
+            // rotation): ours wins.
+            if let Err(e) = m
                 .write(Command::SetWireguardKey {
                     id: me,
                     public_key: public.clone(),
                 })
-                .await;
+                .await
+            {
+                tracing::debug!(error = %e, "cannot register the WireGuard key yet");
+            }
             continue;
         }
         if m.tunnel.get().is_none() {
@@ -149,6 +208,13 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, key: Arc<StaticKey>) {
                     if let Ok(mut slot) = m.tunnel.tunnel.lock() {
                         *slot = Some(Arc::new(t));
                     }
+                    // A new endpoint has no keys and no peers yet.
+                    if let Ok(mut k) = m.tunnel.keys.lock() {
+                        *k = None;
+                    }
+                    if let Ok(mut p) = m.tunnel.peers.lock() {
+                        p.clear();
+                    }
                 }
                 Ok(Err(e)) => {
                     warn!(error = %e, "cannot start the WireGuard endpoint; encrypted networks are unavailable on this node");
@@ -158,18 +224,43 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, key: Arc<StaticKey>) {
                 Err(_) => continue,
             }
         }
+        let Some(t) = m.tunnel.get() else { continue };
+        // Keys before peers, and no peers before the ring exists: every session is keyed
+        // with a pre-shared key of the ring (the leader seeds it within a second of init).
+        let Some((keys, primary)) = desired_keys(&state) else {
+            continue;
+        };
+        let epochs: Vec<u64> = keys.iter().map(|k| k.epoch).collect();
+        let changed = m
+            .tunnel
+            .keys
+            .lock()
+            .map(|k| k.as_ref() != Some(&(epochs.clone(), primary)))
+            .unwrap_or(true);
+        if changed {
+            match t.set_preshared_keys(keys, primary) {
+                Ok(()) => {
+                    tracing::debug!(?epochs, primary, "pre-shared keys installed");
+                    if let Ok(mut k) = m.tunnel.keys.lock() {
+                        *k = Some((epochs, primary));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot install the pre-shared keys");
+                    continue;
+                }
+            }
+        }
         let peers = desired_peers(&state, me);
         let changed = m.tunnel.peers.lock().map(|p| *p != peers).unwrap_or(true);
         if changed {
-            if let Some(t) = m.tunnel.get() {
-                match t.set_peers(peers.clone()) {
-                    Ok(()) => {
-                        if let Ok(mut p) = m.tunnel.peers.lock() {
-                            *p = peers;
-                        }
+            match t.set_peers(peers.clone()) {
+                Ok(()) => {
+                    if let Ok(mut p) = m.tunnel.peers.lock() {
+                        *p = peers;
                     }
-                    Err(e) => warn!(error = %e, "cannot update the WireGuard peers"),
                 }
+                Err(e) => warn!(error = %e, "cannot update the WireGuard peers"),
             }
         }
     }
