@@ -25,9 +25,9 @@ fn demo_runs_every_step_and_cleans_up() {
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}\n{err}");
-    for n in 1..=10 {
+    for n in 1..=11 {
         assert!(
-            text.contains(&format!("[{n}/10]")),
+            text.contains(&format!("[{n}/11]")),
             "step {n} missing:\n{text}"
         );
     }
@@ -47,6 +47,11 @@ fn demo_runs_every_step_and_cleans_up() {
         "{text}"
     );
     assert!(text.contains("\"SECRET-MARKER-42\" VISIBLE"), "{text}");
+    // The rotation under traffic lost nothing.
+    assert!(
+        text.contains("ping: 500 packets transmitted, 500 received"),
+        "{text}"
+    );
     assert!(text.contains("cleaned up"), "{text}");
     assert!(our_namespaces(&prefix).is_empty());
 }

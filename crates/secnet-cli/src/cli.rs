@@ -36,8 +36,8 @@ pub const MAX_KEY_ROTATION: Duration = Duration::from_secs(8760 * 3600);
 const ROOT_LONG_ABOUT: &str = "\
 secnet builds overlay networks across the nodes of a Linux cluster, the way Docker Swarm's \
 overlay networks do, without Docker: VXLAN between the nodes, and on each node endpoints \
-(network namespaces) attached to the networks. Encrypted networks (WireGuard) can be \
-created, but this version cannot attach endpoints to them yet.
+(network namespaces) attached to the networks. Encrypted networks (--opt encrypted) carry \
+their VXLAN through WireGuard tunnels between the nodes, and never in clear.
 
 This command talks to the local secnet daemon (secnetd) over its Unix socket; it must \
 usually run as root. Start by creating a cluster on one node with `secnet init`, then add \
@@ -150,12 +150,15 @@ with a TUN device (sntun0) holding the node's tunnel address (from 100.96.0.0/16
 node of the cluster is a peer, keyed with its public key (registered by that node; private keys
 never leave their node) and the primary pre-shared key of the key ring.
 
-Per peer: node, endpoint, tunnel address, seconds since the last handshake, bytes received and
-sent, handshake failures and packets dropped as invalid (failed authentication or a source
-address the peer does not own). Endpoint-wide: datagrams dropped as garbage, from unknown keys,
-and handshakes refused by the rate limiter.
+Encrypted networks send their VXLAN between tunnel addresses, so it is sealed here; strict mode
+(nftables) drops any of it that would take another way, and this command shows how much it
+dropped.
 
-In this version encrypted networks do not send their traffic through the tunnel yet.";
+Per peer: node, endpoint, tunnel address, the epoch of the pre-shared key of the session that
+carries our traffic, seconds since the last handshake, bytes received and sent, handshake
+failures and packets dropped as invalid (failed authentication, a replay, or a source address
+the peer does not own). Endpoint-wide: datagrams dropped as garbage, from unknown keys,
+handshakes refused by the rate limiter, and strict-mode drops.";
 
 /// `secnet tunnel ...`
 #[derive(Debug, Subcommand)]
@@ -168,18 +171,15 @@ const KEY_LONG_ABOUT: &str = "\
 Show or rotate the cluster's pre-shared-key ring.
 
 Encrypted networks mix a cluster-wide pre-shared key into every WireGuard handshake between
-nodes. The ring holds at most three keys with increasing epochs: at most one `pending` (sent to
-every node and acknowledged by each before it is used), exactly one `primary` (the one the
-WireGuard peers are keyed with) and older `retiring` ones (kept until dropped; once sessions can
-run side by side they will be accepted while peers move to the new key). A rotation adds a pending
-key; once every live node has acknowledged it, it becomes primary, and the leader then keeps the
-new primary and the key before it (older ones are dropped). Keys rotate every --key-rotation-interval (set at init, default 12h), on
+nodes. The ring holds at most three keys with increasing epochs: at most one `pending`, exactly
+one `primary` and older `retiring` ones. A rotation adds a pending key: every node installs it
+in its tunnel for receiving and acknowledges it; once every live node has, it becomes primary
+and new handshakes use it, while the sessions under the previous key keep carrying traffic
+until the new ones are up (so no packet is lost); the leader then keeps the new primary and
+the key before it. Keys rotate every --key-rotation-interval (set at init, default 12h), on
 `secnet key rotate`, and at once when a node is removed, so a removed node never learns the
-next key. The keys themselves are never shown.
-
-In this version the ring is replicated and rotated and keys the nodes' WireGuard endpoints
-(`secnet tunnel ls`), but encrypted networks do not carry traffic yet, and a node changing its
-pre-shared key restarts its WireGuard sessions at once (a brief interruption).";
+next key. The keys themselves are never shown. (Each node's own static key is rotated with
+`secnet node rotate-key`.)";
 
 /// `secnet key ...`
 #[derive(Debug, Subcommand)]
@@ -635,13 +635,15 @@ Create a network that spans the nodes of the cluster, and print its ID.
 Without --subnet a subnet is allocated from the cluster's address pools (see `secnet init \
 --default-addr-pool`). Between nodes, the traffic of the network's endpoints travels as \
 VXLAN over the data path (see `secnet init --data-path-addr` and --data-path-port), \
-unencrypted.
+unencrypted unless the network is encrypted.
 
---opt encrypted marks the network encrypted: its traffic between nodes is to go through \
-WireGuard tunnels. That data path is not built in this version, so endpoints cannot use \
-an encrypted network yet: `secnet endpoint create` and `secnet run` refuse it. The network \
-itself can be created, listed, inspected and removed, and its MTU already allows for the \
-WireGuard overhead.
+--opt encrypted makes the network encrypted: its VXLAN runs between the nodes' tunnel \
+addresses, inside WireGuard tunnels (UDP 51820 between the data-path addresses), keyed \
+with each node's static key and the cluster's pre-shared key (see `secnet key`, \
+`secnet tunnel ls`). Strict mode is always on: nftables rules on every node drop the \
+network's VXLAN if it would leave or arrive other than through the tunnel, so if a tunnel \
+is down the traffic stops; it never falls back to clear. The MTU allows for the WireGuard \
+overhead (60 bytes more over IPv4, 80 over IPv6).
 
 Options (--opt):
   encrypted         mark the network encrypted (same as encrypted=true); see above
@@ -686,8 +688,8 @@ pub struct NetworkCreateArgs {
 
     /// Driver option (repeatable): encrypted, encrypted=true|false, mtu=N.
     ///
-    /// encrypted: mark the network encrypted (in this version endpoints cannot be created on
-    /// it yet). mtu=N: interface MTU, 1280 to 9000.
+    /// encrypted: carry the network's traffic between nodes through WireGuard tunnels only.
+    /// mtu=N: interface MTU, 1280 to 9000.
     #[arg(short, long = "opt", value_name = "KEY[=VALUE]", value_parser = parse_network_opt)]
     pub opts: Vec<NetworkOpt>,
 
@@ -756,8 +758,9 @@ of the network, on any node, at their overlay addresses.
 removes it, in one go. The listing and inspect commands show the endpoints of every node.
 
 Every endpoint command works on any node, workers included; a worker can change (rm, \
-connect, disconnect) only its own endpoints, a manager any node's. Endpoints cannot use \
-encrypted networks in this version (see `secnet network create --help`).
+connect, disconnect) only its own endpoints, a manager any node's. On encrypted networks \
+the endpoints' traffic between hosts goes through WireGuard tunnels only (see `secnet \
+network create --help`).
 
 Examples:
   secnet endpoint create --network backend --name web1
@@ -827,8 +830,7 @@ network's subnet, or --ip. Its default route stays on eth0. Prints the endpoint'
 interfaces afterwards.
 
 On a worker, only endpoints of this node can be connected; a manager can connect any \
-node's. Endpoints cannot use encrypted networks in this version (see `secnet network create \
---help`).
+node's.
 
 Examples:
   secnet endpoint connect frontend web1
@@ -850,9 +852,8 @@ Example:
 
 const ENDPOINT_CREATE_LONG_ABOUT: &str = "\
 Create an endpoint on the network given with --network, on THIS host (the one secnet runs \
-on), and print its name. Works on any node, workers included. The network must be \
-unencrypted: encrypted networks are refused in this version, as their WireGuard data path \
-is not built yet.
+on), and print its name. Works on any node, workers included. On an encrypted network the \
+endpoint's traffic to other hosts goes through the WireGuard tunnels only (strict mode).
 
 The endpoint is a new network namespace holding one interface, eth0, on the network: eth0 \
 gets an address from the network's subnet (the lowest free one, or --ip), the network's MTU, \
@@ -999,8 +1000,8 @@ working directory: only its network is different. secnet itself prints nothing o
 output, so the command's output passes through untouched; secnet's own messages go to \
 standard error. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to secnet are passed on to the \
 command, and secnet keeps waiting for it (a ^C typed at the terminal reaches the command \
-directly and is not passed on twice). If the endpoint cannot be created (for instance on an \
-encrypted network, which this version refuses), nothing is run.
+directly and is not passed on twice). If the endpoint cannot be created (an unknown \
+network, an address already taken), nothing is run.
 
 Put the command after `--`, so that its options are not taken for secnet's.
 
@@ -2301,8 +2302,8 @@ mod tests {
     #[test]
     fn help_promises_no_more_than_the_daemon_does() {
         let root = long_help(&[]);
-        assert!(!root.contains("encrypted overlay network"), "{root}");
-        assert!(!root.contains("--opt encrypted"), "{root}");
+        // Encrypted networks carry traffic, through the tunnels only.
+        assert!(root.contains("never in clear"), "{root}");
         for cmd in ["init", "join"] {
             let help = long_help(&[cmd]);
             for needle in [
@@ -2327,15 +2328,19 @@ mod tests {
         }
         let create = long_help(&["network", "create"]);
         for needle in [
-            "not built in this version",
-            "refuse it",
+            "Strict mode is always on",
+            "never falls back to clear",
             "it has no effect in this version",
         ] {
             assert!(create.contains(needle), "{needle:?} missing: {create}");
         }
         assert!(!create.contains("services"), "{create}");
         assert!(!create.contains("encrypted and authenticated"), "{create}");
-        assert!(long_help(&["endpoint", "create"]).contains("encrypted networks are refused"));
+        assert!(long_help(&["endpoint", "create"]).contains("through the WireGuard tunnels only"));
+        let rotate = long_help(&["node", "rotate-key"]);
+        for needle in ["no packet is lost", "Workers can rotate only their own key"] {
+            assert!(rotate.contains(needle), "{needle:?} missing: {rotate}");
+        }
         let rm = long_help(&["node", "rm"]);
         for needle in [
             "Managers are refused",

@@ -265,7 +265,7 @@ fn mask_tokens_in(text: &str) -> String {
 }
 
 const DEMO_HOSTS: usize = 5;
-const DEMO_STEPS: usize = 10;
+const DEMO_STEPS: usize = 11;
 
 fn step(n: usize, what: impl Display) {
     say(format!("[{n}/{DEMO_STEPS}] {what}"));
@@ -784,6 +784,47 @@ fn encrypted(lab: &Lab) -> anyhow::Result<()> {
     }
     if seen != [false, true] {
         bail!("the marker should be invisible over frontend and visible over backend: {seen:?}");
+    }
+    say("");
+    demo_cli(h5, &["tunnel", "ls"], None)?;
+    say("");
+    rotation_under_traffic(lab, &vault_ip)
+}
+
+/// `secnet key rotate` while teller pings vault every 10 ms over `frontend`: no reply lost.
+fn rotation_under_traffic(lab: &Lab, vault_ip: &str) -> anyhow::Result<()> {
+    step(
+        11,
+        "a key rotation while teller pings vault every 10 ms over `frontend` ...",
+    );
+    let (h1, h5) = (lab.host(0), lab.host(4));
+    let count = "500";
+    say(format!(
+        "    h5$ secnet exec teller -- ping -q -i 0.01 -c {count} {vault_ip} &"
+    ));
+    let mut pinger = std::process::Command::new(bin_dir()?.join("secnet"));
+    pinger
+        .arg("--socket")
+        .arg(h5.socket())
+        .args([
+            "exec", "teller", "--", "ping", "-q", "-i", "0.01", "-c", count, "-W", "2", vault_ip,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let pinger = pinger.spawn().context("starting the ping in teller")?;
+    std::thread::sleep(Duration::from_secs(1));
+    demo_cli(h1, &["key", "rotate"], None)?;
+    let out = pinger.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_string();
+    say(format!("    ping: {summary}"));
+    if !summary.contains(&format!("{count} packets transmitted, {count} received")) {
+        bail!("the rotation lost packets: {text}");
     }
     say("");
     demo_cli(h5, &["tunnel", "ls"], None)?;
