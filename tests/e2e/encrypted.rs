@@ -487,3 +487,230 @@ fn node_key_rotations_under_traffic_lose_no_packet() -> anyhow::Result<()> {
     assert!(!out.success(), "{out:?}");
     Ok(())
 }
+
+/// Sends each datagram (hex) to DST:51820 from a fresh UDP socket.
+const SEND_DATAGRAMS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for h in sys.argv[2:]:
+    s.sendto(bytes.fromhex(h), (sys.argv[1], 51820))
+"#;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn bad_datagrams_on_the_wireguard_port_disturb_no_session() -> anyhow::Result<()> {
+    let lab = cluster(2)?;
+    let a = endpoint(&lab, 0, "vault", "ga")?;
+    let b = endpoint(&lab, 1, "vault", "gb")?;
+    wait_ping(&a, &b)?;
+    let (src, dst) = (lab.host(0).data_ip(), lab.host(1).data_ip());
+
+    // A real transport datagram from host 0 to host 1, captured on the data link.
+    let dir = lab.dir().join("captures");
+    std::fs::create_dir_all(&dir)?;
+    let cap = Capture::start(
+        lab.lab_netns(),
+        "data0",
+        "udp port 51820",
+        &dir.join("wg.pcap"),
+    )?;
+    assert!(in_ns(&a.netns, &["ping", "-c", "3", "-i", "0.2", &b.ip]).success());
+    let pcap = parse_pcap(&cap.stop()?)?;
+    let real: Vec<u8> = pcap
+        .packets
+        .iter()
+        .filter_map(|p| Ipv4Packet::from_ethernet(&p.data))
+        .filter(|ip| ip.src == src && ip.dst == dst)
+        .filter_map(|ip| ip.payload.get(8..).map(<[u8]>::to_vec))
+        .find(|udp| udp.len() > 32 && udp[0] == 4)
+        .expect("a captured transport datagram");
+
+    let mut datagrams = Vec::new();
+    for n in 0..20u8 {
+        // Garbage: no WireGuard message type.
+        datagrams.push(vec![0xAA ^ n; 1 + usize::from(n) * 9]);
+        // Truncated real traffic.
+        datagrams.push(real[..20 + usize::from(n % 12)].to_vec());
+        // Replayed real traffic.
+        datagrams.push(real.clone());
+        // Wrongly keyed: the real header and index, a tampered ciphertext.
+        let mut forged = real.clone();
+        forged[20 + usize::from(n)] ^= 0xFF;
+        datagrams.push(forged);
+        // A handshake initiation from nobody (its MAC1 cannot be right).
+        let mut init = vec![n; 148];
+        init[..4].copy_from_slice(&[1, 0, 0, 0]);
+        datagrams.push(init);
+    }
+    let peer_of = |t: &Value| t["peers"][0].clone();
+    let before = tunnel(&lab, 1)?;
+
+    // While a ping runs across the encrypted network, host 0's namespace fires them at
+    // host 1's WireGuard port (an attacker on the data link, even with a member's address).
+    let pinger = {
+        let (netns, ip) = (a.netns.clone(), b.ip.clone());
+        std::thread::spawn(move || {
+            in_ns(
+                &netns,
+                &["ping", "-q", "-i", "0.02", "-c", "200", "-W", "2", &ip],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut args = vec![
+        "python3".to_string(),
+        "-c".into(),
+        SEND_DATAGRAMS.into(),
+        dst.to_string(),
+    ];
+    args.extend(datagrams.iter().map(|d| hex(d)));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.host(0).exec_ok(&args)?;
+    let ping = pinger.join().expect("pinger");
+    assert!(
+        ping.stdout
+            .contains("200 packets transmitted, 200 received"),
+        "the session was disturbed: {}",
+        ping.stdout
+    );
+
+    let after = tunnel(&lab, 1)?;
+    let grew = |field: &str, t0: &Value, t1: &Value| {
+        t1[field].as_u64().unwrap_or(0) - t0[field].as_u64().unwrap_or(0)
+    };
+    // 20 garbage, 20 truncated and 20 initiations without a valid MAC1.
+    assert!(grew("garbage", &before, &after) >= 60, "{before}\n{after}");
+    // 20 replays and 20 forgeries for the peer's session.
+    let invalid = grew("dropped_invalid", &peer_of(&before), &peer_of(&after));
+    assert!(invalid >= 40, "{before}\n{after}");
+    // And the tunnel still works afterwards.
+    wait_ping(&a, &b)?;
+    Ok(())
+}
+
+/// Sends COUNT VXLAN datagrams (VNI, inner Ethernet frame to DST_MAC / DST_IP:9999 carrying
+/// MARKER) to TUNNEL_IP:4789 from an ordinary UDP socket.
+const INJECT: &str = r#"
+import socket, struct, sys
+tunnel_ip, vni, dst_mac, dst_ip, marker, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return (~s) & 0xFFFF
+payload = marker.encode()
+udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                 socket.inet_aton("10.70.0.200"), socket.inet_aton(dst_ip))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("02420a46c800") + b"\x08\x00"
+vxlan = struct.pack("!II", 0x08000000, vni << 8)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+refused = 0
+for _ in range(count):
+    try:
+        s.sendto(vxlan + eth + ip + udp, (tunnel_ip, 4789))
+    except PermissionError:
+        refused += 1  # a netfilter drop on the way out
+print(f"refused {refused} of {count}")
+"#;
+
+/// Prints whatever arrives on IP:9999 within SECONDS.
+const LISTEN: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 9999))
+s.settimeout(float(sys.argv[2]))
+try:
+    while True:
+        print(s.recv(2048).decode(errors="replace"), flush=True)
+except socket.timeout:
+    pass
+"#;
+
+#[test]
+fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> anyhow::Result<()> {
+    let lab = cluster(3)?;
+    let a = endpoint(&lab, 0, "vault", "ia")?;
+    let b = endpoint(&lab, 1, "vault", "ib")?;
+    wait_ping(&a, &b)?;
+    let vni = network(&lab, 0, "vault")?.unwrap()["vni"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let tunnel_b = tunnel(&lab, 1)?["tunnel_ip"].as_str().unwrap().to_string();
+    let listen = |secs: &str| {
+        let (netns, ip, secs) = (b.netns.clone(), b.ip.clone(), secs.to_string());
+        std::thread::spawn(move || in_ns(&netns, &["python3", "-c", LISTEN, &ip, &secs]).stdout)
+    };
+
+    // 1. An unprivileged process on a member host (host 0, which has an endpoint on the
+    // network) sends VXLAN for the network to host 1's tunnel address.
+    let marker = "INJECTED-BY-NOBODY";
+    let heard = listen("3");
+    let before = tunnel(&lab, 0)?["strict_dropped_out"].as_u64().unwrap();
+    let script = format!(
+        "python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
+        INJECT.replace('\'', "\""),
+        b.mac,
+        b.ip
+    );
+    let out = lab.host(0).exec_ok(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "sh",
+        "-c",
+        &script,
+    ])?;
+    assert!(out.contains("refused 20 of 20"), "{out}");
+    let heard = heard.join().expect("listener");
+    assert!(!heard.contains(marker), "injected frame delivered: {heard}");
+    let after = tunnel(&lab, 0)?["strict_dropped_out"].as_u64().unwrap();
+    assert!(
+        after >= before + 20,
+        "dropped at the sender: {before} -> {after}"
+    );
+
+    // 2. A compromised member without endpoints on the network (host 2): root, it removes
+    // its own strict-mode rules and injects. The receiver accepts the network's VXLAN only
+    // from nodes with endpoints on it.
+    let marker = "INJECTED-BY-A-MEMBER";
+    let heard = listen("3");
+    let before = tunnel(&lab, 1)?["strict_dropped_in"].as_u64().unwrap();
+    let script = format!(
+        "nft delete table inet secnet; python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
+        INJECT.replace('\'', "\""),
+        b.mac,
+        b.ip
+    );
+    lab.host(2).exec_ok(&["sh", "-c", &script])?;
+    let heard = heard.join().expect("listener");
+    assert!(!heard.contains(marker), "injected frame delivered: {heard}");
+    let after = tunnel(&lab, 1)?["strict_dropped_in"].as_u64().unwrap();
+    assert!(
+        after >= before + 20,
+        "dropped at the receiver: {before} -> {after}"
+    );
+
+    // The same frames from a node with an endpoint on the network, sent the way its kernel
+    // would (the sender's strict rules removed by its root), are delivered: the check above
+    // can fail.
+    let marker = "FROM-A-MEMBER-OF-VAULT";
+    let heard = listen("3");
+    let script = format!(
+        "nft delete table inet secnet; python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
+        INJECT.replace('\'', "\""),
+        b.mac,
+        b.ip
+    );
+    lab.host(0).exec_ok(&["sh", "-c", &script])?;
+    let heard = heard.join().expect("listener");
+    assert!(heard.contains(marker), "nothing delivered: {heard}");
+    wait_ping(&a, &b)?;
+    Ok(())
+}

@@ -20,6 +20,20 @@
 //!   packet whose VNI is an encrypted network's, or whose source is in the tunnel network,
 //!   unless it arrives through the tunnel device.
 //!
+//! Two more rules close what a tunnel alone leaves open, because the tunnel device and its
+//! route are in the host namespace:
+//!
+//! * leaving through the tunnel: VXLAN sent from a local *socket* (any user's process, root
+//!   or not) is dropped. The kernel's VXLAN driver sends without an owning socket in the
+//!   host namespace (the frames come from other namespaces), so `meta skuid` cannot be
+//!   evaluated for its packets and the rule does not match them; every user socket has an
+//!   owner and does. Without this, an unprivileged process on a member host could send
+//!   UDP to a peer's tunnel address and port 4789 and have its payload accepted, sealed and
+//!   all, as VXLAN frames of any encrypted network on that peer;
+//! * arriving through the tunnel: VXLAN of an encrypted network is accepted only from the
+//!   tunnel addresses of nodes that have endpoints on that network (from the replicated
+//!   state). A compromised member can then inject only into networks it takes part in.
+//!
 //! The VNI is read from the VXLAN header: UDP header (8 bytes), flags (1), reserved (3), then
 //! the 24-bit VNI, so bits 96..120 of the transport header (`@th,96,24`).
 //!
@@ -30,8 +44,9 @@
 //! A fingerprint of the rules sits in the table's comment; a table that is missing or differs
 //! (deleted or edited by hand) is put back on the next pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context as _};
 use ipnet::Ipv4Net;
@@ -57,6 +72,10 @@ pub struct StrictPolicy {
     pub tunnel_net: Ipv4Net,
     /// The VNIs of every encrypted network in the cluster.
     pub encrypted_vnis: BTreeSet<u32>,
+    /// Per encrypted VNI, the tunnel addresses of the nodes that have endpoints on it: the
+    /// only sources its VXLAN is accepted from through the tunnel. A VNI missing here is
+    /// accepted from no one.
+    pub senders: BTreeMap<u32, BTreeSet<Ipv4Addr>>,
 }
 
 /// Packets strict mode dropped, as counted by its rules.
@@ -110,6 +129,25 @@ impl StrictPolicy {
             s,
             "    iifname != \"{tun}\" ip saddr {net} udp dport {port} counter drop comment \"tunnel-addressed VXLAN arriving in clear\""
         );
+        for vni in &self.encrypted_vnis {
+            let senders = self.senders.get(vni).filter(|s| !s.is_empty());
+            match senders {
+                Some(senders) => {
+                    let list: Vec<String> = senders.iter().map(Ipv4Addr::to_string).collect();
+                    let _ = writeln!(
+                        s,
+                        "    iifname \"{tun}\" udp dport {port} @th,96,24 {vni} ip saddr != {{ {} }} counter drop comment \"VNI {vni} from a node without endpoints on it\"",
+                        list.join(", ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "    iifname \"{tun}\" udp dport {port} @th,96,24 {vni} counter drop comment \"VNI {vni} from a node without endpoints on it\""
+                    );
+                }
+            }
+        }
         let _ = writeln!(s, "  }}");
         let _ = writeln!(s, "  chain {STRICT_OUT_CHAIN} {{");
         let _ = writeln!(
@@ -125,6 +163,10 @@ impl StrictPolicy {
         let _ = writeln!(
             s,
             "    oifname != \"{tun}\" ip daddr {net} udp dport {port} counter drop comment \"tunnel-addressed VXLAN leaving in clear\""
+        );
+        let _ = writeln!(
+            s,
+            "    oifname \"{tun}\" udp dport {port} meta skuid >= 0 counter drop comment \"VXLAN from a local socket into the tunnel\""
         );
         let _ = writeln!(s, "  }}");
         s
@@ -246,6 +288,7 @@ mod tests {
             tunnel_ifname: "sntun0".into(),
             tunnel_net: "100.96.0.0/16".parse().expect("a valid network"),
             encrypted_vnis: vnis.iter().copied().collect(),
+            senders: BTreeMap::new(),
         }
     }
 
@@ -270,7 +313,42 @@ mod tests {
     fn without_encrypted_networks_the_tunnel_net_is_still_guarded() {
         let s = policy(&[]).script();
         assert!(!s.contains("@th"));
-        assert_eq!(s.matches("counter drop").count(), 2);
+        assert_eq!(s.matches("counter drop").count(), 3);
+        assert!(s.contains("oifname \"sntun0\" udp dport 4789 meta skuid >= 0 counter drop"));
+    }
+
+    #[test]
+    fn encrypted_vxlan_through_the_tunnel_only_from_member_nodes() {
+        let mut p = policy(&[4096, 4097]);
+        p.senders.insert(
+            4096,
+            [
+                "100.96.0.2".parse().expect("ip"),
+                "100.96.0.3".parse().expect("ip"),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let s = p.script();
+        assert!(
+            s.contains("iifname \"sntun0\" udp dport 4789 @th,96,24 4096 ip saddr != { 100.96.0.2, 100.96.0.3 } counter drop"),
+            "{s}"
+        );
+        // No node has endpoints on 4097: nobody may send it.
+        assert!(
+            s.contains("iifname \"sntun0\" udp dport 4789 @th,96,24 4097 counter drop"),
+            "{s}"
+        );
+        let before = p.fingerprint();
+        p.senders
+            .get_mut(&4096)
+            .expect("4096")
+            .remove(&"100.96.0.3".parse().expect("ip"));
+        assert_ne!(
+            before,
+            p.fingerprint(),
+            "membership changes reinstall the table"
+        );
     }
 
     #[test]

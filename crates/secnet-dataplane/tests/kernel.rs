@@ -719,6 +719,7 @@ fn strict_policy(vnis: &[u32]) -> StrictPolicy {
         tunnel_ifname: "sntun0".into(),
         tunnel_net: "100.96.0.0/16".parse().expect("net"),
         encrypted_vnis: vnis.iter().copied().collect(),
+        senders: Default::default(),
     }
 }
 

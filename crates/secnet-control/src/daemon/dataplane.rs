@@ -84,7 +84,8 @@ pub enum EncryptedPath {
     Ready,
 }
 
-/// This node's desired data path.
+/// This node's desired data path, and the endpoints whose interfaces on encrypted networks
+/// had to be left out (with why): they are not ready.
 ///
 /// Unencrypted networks run VXLAN between data-path addresses. Encrypted networks run it
 /// between tunnel addresses (`local` = this node's, FDB destinations = the peers'), and only
@@ -97,7 +98,7 @@ pub fn desired_for(
     local_vtep: IpAddr,
     underlay_mtu: u32,
     encrypted: EncryptedPath,
-) -> Desired {
+) -> (Desired, BTreeMap<String, String>) {
     let port = state
         .config
         .as_ref()
@@ -110,6 +111,7 @@ pub fn desired_for(
     };
     let mut networks = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
     for ep in state.endpoints.values().filter(|e| e.node == me) {
         let mut interfaces = Vec::new();
         for (i, a) in ep.attachments.iter().enumerate() {
@@ -119,7 +121,20 @@ pub fn desired_for(
             let local = match (net.encrypted, my_tunnel_ip) {
                 (false, _) => local_vtep,
                 (true, Some(ip)) => ip,
-                (true, None) => continue,
+                (true, None) => {
+                    let why = match encrypted {
+                        EncryptedPath::Unavailable => "strict mode is not in place on this node",
+                        EncryptedPath::Ready => "this node has no tunnel address yet",
+                    };
+                    waiting.insert(
+                        ep.name.clone(),
+                        format!(
+                            "network {} is encrypted and {why}; its interface waits",
+                            net.name
+                        ),
+                    );
+                    continue;
+                }
             };
             // The MTU follows the underlay: encrypted networks' effective MTU already takes
             // WireGuard's overhead off.
@@ -174,10 +189,13 @@ pub fn desired_for(
             },
         );
     }
-    Desired {
-        networks,
-        endpoints,
-    }
+    (
+        Desired {
+            networks,
+            endpoints,
+        },
+        waiting,
+    )
 }
 
 /// The strict-mode rules this node needs: every encrypted network's VNI in the cluster (not
@@ -198,7 +216,24 @@ pub fn strict_policy_for(state: &ClusterState) -> StrictPolicy {
             .filter(|n| n.encrypted)
             .map(|n| n.vni)
             .collect(),
+        senders: encrypted_senders(state),
     }
+}
+
+/// Per encrypted network's VNI, the tunnel addresses of the nodes with endpoints on it.
+fn encrypted_senders(state: &ClusterState) -> BTreeMap<u32, BTreeSet<std::net::Ipv4Addr>> {
+    let mut senders: BTreeMap<u32, BTreeSet<std::net::Ipv4Addr>> = BTreeMap::new();
+    for ep in state.endpoints.values() {
+        let Some(wg) = state.wireguard.get(&ep.node) else {
+            continue;
+        };
+        for a in &ep.attachments {
+            if let Some(net) = state.networks.get(&a.network_id).filter(|n| n.encrypted) {
+                senders.entry(net.vni).or_default().insert(wg.tunnel_ip);
+            }
+        }
+    }
+    senders
 }
 
 /// Runs reconcile passes until the member stops.
@@ -231,12 +266,19 @@ pub(crate) async fn run(member: std::sync::Weak<Member>) {
                         }
                         (EncryptedPath::Ready, None)
                     }
+                    // Nothing to protect: not an error (a host without nftables can still
+                    // run unencrypted networks).
+                    Err(e) if policy.encrypted_vnis.is_empty() => {
+                        debug!(error = %e, "strict-mode rules not installed (no encrypted networks)");
+                        (EncryptedPath::Unavailable, None)
+                    }
                     Err(e) => (
                         EncryptedPath::Unavailable,
                         Some(format!("strict mode unavailable, encrypted networks are down on this node: {e:#}")),
                     ),
                 };
-                let desired = desired_for(&state, me, vtep, underlay_mtu(vtep), encrypted);
+                let (desired, waiting) =
+                    desired_for(&state, me, vtep, underlay_mtu(vtep), encrypted);
                 // Parts the planner cannot program are left out by it; say so when the state
                 // changes rather than every pass.
                 if changed {
@@ -244,8 +286,13 @@ pub(crate) async fn run(member: std::sync::Weak<Member>) {
                         warn!(%problem, "part of the desired data path is ignored");
                     }
                 }
-                let (ready, mut errors, ops) = reconcile_once(&layout, &desired);
+                let (mut ready, mut errors, ops) = reconcile_once(&layout, &desired);
                 errors.extend(strict_error);
+                // An endpoint with an encrypted interface left out is not ready.
+                for (name, why) in waiting {
+                    ready.remove(&name);
+                    errors.push(format!("endpoint {name}: {why}"));
+                }
                 (ready, errors, ops)
             })
             .await

@@ -628,7 +628,13 @@ async fn leave(daemon: &Arc<Daemon>, force: bool) -> LocalResult {
     daemon.set_member(None).await;
     // Take this node's endpoints and networks out of the kernel.
     let cleanup = tokio::task::spawn_blocking(move || {
-        super::dataplane::reconcile_once(&layout, &secnet_dataplane::Desired::default())
+        let mut result =
+            super::dataplane::reconcile_once(&layout, &secnet_dataplane::Desired::default());
+        // No encrypted network is left on this node: its strict-mode rules go too.
+        if let Err(e) = secnet_dataplane::remove_strict(&layout) {
+            result.1.push(format!("{e:#}"));
+        }
+        result
     })
     .await
     .map_err(internal)?;
@@ -909,7 +915,9 @@ async fn wait_programmed(
                 let done = if gone {
                     !s.ready.contains(name) && !m.reconciler.endpoint_netns(name).exists()
                 } else {
-                    s.ready.contains(name) && s.errors.is_empty()
+                    // Errors about other endpoints or networks do not hold this one up (they
+                    // show in `secnet status`); its own make it not ready.
+                    s.ready.contains(name)
                 };
                 if done {
                     return Ok(());
