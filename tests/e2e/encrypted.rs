@@ -714,3 +714,53 @@ fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> any
     wait_ping(&a, &b)?;
     Ok(())
 }
+
+#[test]
+fn a_node_that_vanishes_mid_rotation_blocks_no_one() -> anyhow::Result<()> {
+    let mut lab = cluster(3)?;
+    let a = endpoint(&lab, 0, "vault", "va0")?;
+    let b = endpoint(&lab, 1, "vault", "vb1")?;
+    let c = endpoint(&lab, 2, "vault", "vc2")?;
+    wait_ping(&a, &b)?;
+    wait_ping(&a, &c)?;
+    let start = primary_epoch(&lab, 0)?;
+    // Host 2's daemon freezes (its tunnel with it): it can acknowledge nothing.
+    let pid = lab
+        .host_mut(2)
+        .daemon_pid()
+        .expect("daemon pid")
+        .to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()?;
+    let thawed = scopeguard_cont(pid.clone());
+    // The others rotate anyway (once the leader sees host 2 down) and keep talking,
+    // without loss, through the rotation.
+    no_loss_while(&lab, &a, &b, 12, || {
+        let out = lab
+            .host(0)
+            .cli_timeout(&["key", "rotate"], Duration::from_secs(40));
+        anyhow::ensure!(out.success(), "key rotate: {out:?}");
+        Ok(())
+    })?;
+    assert!(primary_epoch(&lab, 0)? > start);
+    // Back again: it catches up with the ring and its tunnel works with the new key.
+    drop(thawed);
+    wait_ping(&a, &c)?;
+    wait_ping(&c, &b)?;
+    Ok(())
+}
+
+/// Sends SIGCONT to `pid` when dropped (also when the test fails), so that no frozen
+/// daemon outlives it.
+fn scopeguard_cont(pid: String) -> impl Drop {
+    struct Cont(String);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0])
+                .status();
+        }
+    }
+    Cont(pid)
+}
