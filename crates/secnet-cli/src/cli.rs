@@ -148,7 +148,8 @@ const TUNNEL_LONG_ABOUT: &str = "\
 Show this node's WireGuard endpoint: one per host, on the data-path address, UDP port 51820,
 with a TUN device (sntun0) holding the node's tunnel address (from 100.96.0.0/16). Every other
 node of the cluster is a peer, keyed with its public key (registered by that node; private keys
-never leave their node) and the primary pre-shared key of the key ring.
+never leave their node) and the pre-shared keys of the key ring: every key is installed, the
+primary one is used for new handshakes.
 
 Encrypted networks send their VXLAN between tunnel addresses, so it is sealed here; strict mode
 (nftables) drops any of it that would take another way, and this command shows how much it
