@@ -65,6 +65,12 @@ fn init_flags_are_validated_before_anything_happens() -> anyhow::Result<()> {
     );
     refused(h, &["init", "--data-path-port", "80"], &["80"]);
     refused(h, &["init", "--key-rotation-interval", "5s"], &["5s"]);
+    refused(h, &["init", "--wireguard-port", "80"], &["80"]);
+    refused(
+        h,
+        &["init", "--wireguard-port", "4789"],
+        &["4789", "data-path port"],
+    );
     // An interface with two addresses is ambiguous (addresses added inside the test host's
     // own namespace).
     h.exec_ok(&["ip", "addr", "add", "192.0.2.200/24", "dev", "eth0"])?;

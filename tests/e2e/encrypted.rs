@@ -764,3 +764,46 @@ fn scopeguard_cont(pid: String) -> impl Drop {
     }
     Cont(pid)
 }
+
+#[test]
+fn the_wireguard_port_is_the_clusters_choice() -> anyhow::Result<()> {
+    let lab = cluster_with(2, &["--wireguard-port", "51999"])?;
+    let a = endpoint(&lab, 0, "vault", "pa0")?;
+    let b = endpoint(&lab, 1, "vault", "pb1")?;
+    wait_ping(&a, &b)?;
+    for i in 0..2 {
+        let t = tunnel(&lab, i)?;
+        assert_eq!(
+            t["listen"],
+            format!("{}:51999", lab.host(i).data_ip()),
+            "{t}"
+        );
+        assert!(
+            t["peers"][0]["endpoint"]
+                .as_str()
+                .unwrap()
+                .ends_with(":51999"),
+            "{t}"
+        );
+    }
+    let dir = lab.dir().join("captures");
+    std::fs::create_dir_all(&dir)?;
+    let cap = Capture::start(lab.lab_netns(), "data0", "udp", &dir.join("port.pcap"))?;
+    assert!(in_ns(&a.netns, &["ping", "-c", "3", "-i", "0.2", &b.ip]).success());
+    let pcap = parse_pcap(&cap.stop()?)?;
+    let ports: Vec<u16> = pcap
+        .packets
+        .iter()
+        .filter_map(|p| Ipv4Packet::from_ethernet(&p.data).and_then(|ip| ip.ports()))
+        .map(|(_, dst)| dst)
+        .collect();
+    assert!(
+        ports.iter().filter(|p| **p == 51999).count() >= 6,
+        "{ports:?}"
+    );
+    assert!(
+        !ports.contains(&51820) && !ports.contains(&4789),
+        "{ports:?}"
+    );
+    Ok(())
+}

@@ -20,6 +20,9 @@ pub struct InitRequest {
     pub data_path_addr: Option<String>,
     /// `--data-path-port` (VXLAN UDP port).
     pub data_path_port: Option<u16>,
+    /// `--wireguard-port` (UDP port of every node's WireGuard endpoint).
+    #[serde(default)]
+    pub wireguard_port: Option<u16>,
     /// `--default-addr-pool`, repeatable.
     pub default_addr_pools: Vec<Ipv4Net>,
     /// `--default-addr-pool-mask-length`.

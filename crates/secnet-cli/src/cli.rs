@@ -254,6 +254,13 @@ pub struct InitArgs {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1024..=49151))]
     pub data_path_port: Option<u16>,
 
+    /// UDP port of every node's WireGuard endpoint (encrypted networks), the same on every node.
+    ///
+    /// Open it between the nodes' data-path addresses. Accepted range 1024 to 65535, not the
+    /// data-path port. Default 51820.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1024..))]
+    pub wireguard_port: Option<u16>,
+
     /// Address pool that network subnets are allocated from (repeatable).
     ///
     /// An IPv4 prefix such as 10.20.0.0/16. Give the flag several times for several pools.
@@ -1197,6 +1204,7 @@ impl Command {
                     listen_addr: a.listen_addr,
                     data_path_addr: a.data_path_addr,
                     data_path_port: a.data_path_port,
+                    wireguard_port: a.wireguard_port,
                     default_addr_pools: a.default_addr_pool,
                     default_addr_pool_mask_length: a.default_addr_pool_mask_length,
                     key_rotation_interval_secs: a.key_rotation_interval.map(|d| d.as_secs()),

@@ -53,6 +53,13 @@ pub struct Node {
     pub joined_at: u64,
 }
 
+/// WireGuard's registered port, the default of `--wireguard-port`.
+pub const DEFAULT_WIREGUARD_PORT: u16 = 51820;
+
+fn default_wireguard_port() -> u16 {
+    DEFAULT_WIREGUARD_PORT
+}
+
 /// Cluster-wide settings fixed at `init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
@@ -60,6 +67,9 @@ pub struct ClusterConfig {
     pub pools: secnet_ipam::PoolConfig,
     /// VXLAN UDP port (Swarm's `--data-path-port`).
     pub data_path_port: u16,
+    /// UDP port of every node's WireGuard endpoint (`--wireguard-port`).
+    #[serde(default = "default_wireguard_port")]
+    pub wireguard_port: u16,
     /// How often the pre-shared-key ring rotates.
     pub key_rotation_interval_secs: u64,
     /// Unix seconds of `init`.

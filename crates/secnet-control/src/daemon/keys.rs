@@ -145,6 +145,7 @@ mod tests {
                 cluster_id: "c".into(),
                 pools: secnet_ipam::PoolConfig::default(),
                 data_path_port: 4789,
+                wireguard_port: 51820,
                 key_rotation_interval_secs: 100,
                 created_at: 0,
             }),

@@ -276,6 +276,14 @@ async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
             "--data-path-port {data_path_port}: accepted range is 1024 to 49151"
         )));
     }
+    let wireguard_port = r
+        .wireguard_port
+        .unwrap_or(secnet_model::DEFAULT_WIREGUARD_PORT);
+    if wireguard_port < 1024 || wireguard_port == data_path_port {
+        return Err(ApiError::invalid(format!(
+            "--wireguard-port {wireguard_port}: accepted range is 1024 to 65535, and it must differ from the data-path port ({data_path_port})"
+        )));
+    }
     let rotation = r
         .key_rotation_interval_secs
         .unwrap_or(DEFAULT_KEY_ROTATION_SECS);
@@ -341,6 +349,7 @@ async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
             cluster_id: cluster_id.clone(),
             pools,
             data_path_port,
+            wireguard_port,
             key_rotation_interval_secs: rotation,
             created_at: now,
         },

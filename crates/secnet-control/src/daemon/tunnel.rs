@@ -20,8 +20,14 @@ use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 use super::Member;
 
-/// WireGuard's port.
-pub const WIREGUARD_PORT: u16 = 51820;
+/// The cluster's WireGuard port (`--wireguard-port` at init).
+fn wireguard_port(state: &ClusterState) -> u16 {
+    state
+        .config
+        .as_ref()
+        .map(|c| c.wireguard_port)
+        .unwrap_or(secnet_model::DEFAULT_WIREGUARD_PORT)
+}
 /// The TUN device's name in the host namespace.
 pub const TUN_NAME: &str = "sntun0";
 /// Keepalive towards every peer, so NAT state and handshakes stay fresh.
@@ -114,7 +120,7 @@ pub fn desired_peers(state: &ClusterState, me: NodeId) -> Vec<PeerConfig> {
             let public_key: secnet_tunnel::PublicKey = wg.public_key.parse().ok()?;
             Some(PeerConfig {
                 public_key: public_key.0,
-                endpoint: SocketAddr::new(node.data_path_addr, WIREGUARD_PORT),
+                endpoint: SocketAddr::new(node.data_path_addr, wireguard_port(state)),
                 tunnel_ip: wg.tunnel_ip,
                 keepalive: Some(KEEPALIVE_SECS),
             })
@@ -191,7 +197,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
         }
         if m.tunnel.get().is_none() {
             let config = TunnelConfig {
-                listen: SocketAddr::new(m.id.data_path_addr, WIREGUARD_PORT),
+                listen: SocketAddr::new(m.id.data_path_addr, wireguard_port(&state)),
                 tun_name: TUN_NAME.into(),
                 tun_addr: mine.tunnel_ip,
                 tun_prefix: secnet_model::TUNNEL_SUBNET.prefix_len(),
@@ -204,7 +210,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
             let started = std::thread::spawn(move || Tunnel::start(config)).join();
             match started {
                 Ok(Ok(t)) => {
-                    info!(tunnel_ip = %mine.tunnel_ip, port = WIREGUARD_PORT, "WireGuard endpoint up");
+                    info!(tunnel_ip = %mine.tunnel_ip, port = wireguard_port(&state), "WireGuard endpoint up");
                     if let Ok(mut slot) = m.tunnel.tunnel.lock() {
                         *slot = Some(Arc::new(t));
                     }

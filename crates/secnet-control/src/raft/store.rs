@@ -995,6 +995,7 @@ mod tests {
                 pools: secnet_ipam::PoolConfig::new(vec!["10.20.0.0/16".parse().unwrap()], 26)
                     .unwrap(),
                 data_path_port: 4789,
+                wireguard_port: 51820,
                 key_rotation_interval_secs: 3600,
                 created_at: 1_700_000_000,
             },

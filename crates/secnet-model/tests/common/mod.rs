@@ -40,6 +40,7 @@ pub fn config(pool: &str, mask_length: u8) -> ClusterConfig {
             mask_length,
         },
         data_path_port: 4789,
+        wireguard_port: 51820,
         key_rotation_interval_secs: 3600,
         created_at: 1_700_000_000,
     }
