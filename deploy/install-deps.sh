@@ -3,9 +3,12 @@
 # iproute2: namespaces, veth, bridges, VXLAN; nftables: strict mode and load balancing;
 # tcpdump: the capture proofs; iputils-ping: reachability checks; procps/psmisc: process
 # control in the lab; util-linux: nsenter/unshare; python3: the HTTP server and client the
-# end-to-end tests run inside endpoints; gcc/libc6-dev: crates with C parts (ring).
+# end-to-end tests run inside endpoints; gcc/libc6-dev: crates with C parts (ring); iperf3:
+# the benchmark bed (`secnet-lab bench`, whose smoke mode runs in the tests). The peers the
+# full bench compares with (wireguard-go, wireguard-tools, boringtun-cli) are installed by
+# the bench itself on its first run (`--no-install` skips them instead).
 set -euo pipefail
-pkgs=(iproute2 nftables tcpdump iputils-ping procps psmisc util-linux python3 gcc libc6-dev ca-certificates)
+pkgs=(iproute2 nftables tcpdump iputils-ping procps psmisc util-linux python3 gcc libc6-dev ca-certificates iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

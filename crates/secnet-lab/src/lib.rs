@@ -24,7 +24,9 @@
 //! [`Capture`] records packets with tcpdump (e.g. on a bridge port in the
 //! lab namespace) and [`parse_pcap`] / [`Ipv4Packet`] help asserting on them.
 //!
-//! Everything needs root and iproute2; captures need tcpdump.
+//! Everything needs root and iproute2; captures need tcpdump. [`bench`] is the benchmark
+//! bed behind `secnet-lab bench` (iperf3 and ping; the peers it compares with are
+//! installed on demand).
 //!
 //! ```no_run
 //! use secnet_lab::{Lab, LabConfig};
@@ -37,6 +39,7 @@
 //! # let _ = nodes; Ok(()) }
 //! ```
 
+pub mod bench;
 mod capture;
 mod cmd;
 mod lab;

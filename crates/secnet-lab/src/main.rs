@@ -1,5 +1,6 @@
 //! `secnet-lab`: build a namespace lab by hand (`up`), remove leftovers
-//! (`down`), or run the README demo (`demo`). Needs root and iproute2.
+//! (`down`), run the README demo (`demo`) or the benchmark bed (`bench`). Needs root and
+//! iproute2.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -55,6 +56,10 @@ enum Cmd {
         #[arg(long, default_value = NAME_PREFIX)]
         prefix: String,
     },
+    /// The benchmark bed (benches/README.md): data path (iperf3, ping, tunnel CPU, UDP drops
+    /// for the raw underlay, unencrypted and encrypted secnet networks, and VXLAN inside
+    /// wireguard-go and boringtun-cli) or, with --control, the control plane.
+    Bench(BenchArgs),
     /// The README demo: a 5-host cluster with three overlay networks.
     Demo {
         /// Leave the lab running afterwards (remove it with `secnet-lab down`).
@@ -64,6 +69,40 @@ enum Cmd {
         #[arg(long)]
         prefix: Option<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Interleaved rounds (default 3; 1 with --smoke).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds per iperf3 run (default 10; 1 with --smoke).
+    #[arg(long)]
+    seconds: Option<u32>,
+    /// A few seconds in all: one round of paths a-c, checking only that traffic flowed and
+    /// the table was written (with --control: one 3-host cluster, one repetition).
+    #[arg(long)]
+    smoke: bool,
+    /// Directory for the results (default: the workspace's benches/results).
+    #[arg(long, value_name = "DIR")]
+    output: Option<std::path::PathBuf>,
+    /// Namespace name prefix (default: a unique `snlXXXXX`).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Skip peers that are not installed instead of installing them (apt-get install
+    /// wireguard-go wireguard-tools; cargo install boringtun-cli).
+    #[arg(long)]
+    no_install: bool,
+    /// Measure the control plane instead of the data path.
+    #[arg(long)]
+    control: bool,
+    /// With --control: cluster sizes (default 3,10,25; 3 with --smoke).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    hosts: Vec<usize>,
+    /// With --control: repetitions of each change per cluster size (default 3; 1 with
+    /// --smoke).
+    #[arg(long)]
+    repeats: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +122,7 @@ fn main() -> ExitCode {
         } => up(hosts, prefix, daemon_args, no_daemons),
         Cmd::Down { prefix } => down(&prefix),
         Cmd::Demo { keep, prefix } => demo(keep, prefix),
+        Cmd::Bench(args) => bench(args),
     };
     halt_if_interrupted();
     match result {
@@ -218,6 +258,59 @@ fn down(prefix: &str) -> anyhow::Result<()> {
         "removed {n} network namespace{} with prefix {prefix:?}",
         if n == 1 { "" } else { "s" }
     ));
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut signals = catch_signals()?;
+    let prefix = match &args.prefix {
+        Some(p) => normalize_prefix(p)?,
+        None => unique_prefix(),
+    };
+    {
+        // Ctrl-C / SIGTERM: remove every lab of this run (and the peers' sockets) and exit.
+        let prefix = prefix.clone();
+        std::thread::spawn(move || {
+            let sig = next_signal(&mut signals);
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            eprintln!("\nsecnet-lab: interrupted ({sig}); removing lab {prefix} ...");
+            match secnet_lab::bench::interrupt_cleanup(&prefix) {
+                Ok(n) => eprintln!("secnet-lab: removed {n} namespaces"),
+                Err(e) => eprintln!("secnet-lab: cleanup failed: {e:#}"),
+            }
+            std::process::exit(130);
+        });
+    }
+    let output = args
+        .output
+        .unwrap_or_else(secnet_lab::bench::default_output_dir);
+    if args.control {
+        let hosts = if !args.hosts.is_empty() {
+            args.hosts
+        } else if args.smoke {
+            vec![3]
+        } else {
+            vec![3, 10, 25]
+        };
+        let opts = secnet_lab::bench::ControlOptions {
+            hosts,
+            repeats: args.repeats.unwrap_or(if args.smoke { 1 } else { 3 }),
+            output,
+            prefix,
+            smoke: args.smoke,
+        };
+        secnet_lab::bench::run_control(&opts)?;
+    } else {
+        let opts = secnet_lab::bench::DatapathOptions {
+            rounds: args.rounds.unwrap_or(if args.smoke { 1 } else { 3 }),
+            seconds: args.seconds.unwrap_or(if args.smoke { 1 } else { 10 }),
+            smoke: args.smoke,
+            output,
+            prefix,
+            install_peers: !args.no_install,
+        };
+        secnet_lab::bench::run_datapath(&opts)?;
+    }
     Ok(())
 }
 
