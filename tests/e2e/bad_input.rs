@@ -80,6 +80,14 @@ fn init_flags_are_validated_before_anything_happens() -> anyhow::Result<()> {
         &["eth0", "more than one"],
     );
     h.exec_ok(&["ip", "addr", "del", "192.0.2.200/24", "dev", "eth0"])?;
+    // A host route into the tunnel network would compete with the tunnel's.
+    h.exec_ok(&["ip", "route", "add", "100.96.5.0/24", "dev", "eth0"])?;
+    refused(
+        h,
+        &["init", "--advertise-addr", "eth0"],
+        &["100.96.5.0/24", "eth0", "100.96.0.0/16"],
+    );
+    h.exec_ok(&["ip", "route", "del", "100.96.5.0/24", "dev", "eth0"])?;
     assert!(inactive(h), "nothing was initialized");
 
     let first = init(&lab, &[])?;

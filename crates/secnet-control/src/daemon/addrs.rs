@@ -187,9 +187,43 @@ pub fn underlay_prefixes() -> Vec<IpNet> {
     out
 }
 
+/// The first of this host's interface networks and routes (`(device, prefix)`) that overlaps
+/// the tunnel network, ignoring secnet's own TUN device. The nodes' tunnel addresses live
+/// there, with a route through the TUN device; a host route into the same range would
+/// compete with it.
+pub fn tunnel_network_conflict(
+    host: &[(String, Ipv4Net)],
+    tunnel: Ipv4Net,
+    tun_name: &str,
+) -> Option<(String, Ipv4Net)> {
+    host.iter()
+        .filter(|(dev, _)| dev != tun_name)
+        .find(|(_, net)| net.contains(&tunnel.network()) || tunnel.contains(&net.network()))
+        .cloned()
+}
+
+/// Every interface network and non-default IPv4 route of this host, with its device.
+pub fn host_prefixes_by_device() -> Vec<(String, Ipv4Net)> {
+    let mut out: Vec<(String, Ipv4Net)> = interface_addrs()
+        .into_iter()
+        .map(|(dev, n)| (dev, n.trunc()))
+        .collect();
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        out.extend(parse_proc_routes_by_device(&text));
+    }
+    out
+}
+
 /// Parses `/proc/net/route`: hex little-endian destination and mask; default routes skipped
 /// (a /0 would exclude every subnet).
 pub fn parse_proc_routes(text: &str) -> Vec<IpNet> {
+    parse_proc_routes_by_device(text)
+        .into_iter()
+        .map(|(_, n)| IpNet::V4(n))
+        .collect()
+}
+
+fn parse_proc_routes_by_device(text: &str) -> Vec<(String, Ipv4Net)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -205,7 +239,7 @@ pub fn parse_proc_routes(text: &str) -> Vec<IpNet> {
                 return None;
             }
             let net = Ipv4Net::new(Ipv4Addr::from(u32::from_be(dest)), prefix).ok()?;
-            Some(IpNet::V4(net.trunc()))
+            Some((iface.to_string(), net.trunc()))
         })
         .collect()
 }
@@ -214,6 +248,28 @@ pub fn parse_proc_routes(text: &str) -> Vec<IpNet> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn tunnel_network_conflicts() {
+        let tunnel: Ipv4Net = "100.96.0.0/16".parse().unwrap();
+        let host = |list: &[(&str, &str)]| -> Vec<(String, Ipv4Net)> {
+            list.iter()
+                .map(|(d, n)| (d.to_string(), n.parse().unwrap()))
+                .collect()
+        };
+        let clear = host(&[("eth0", "192.0.2.0/24"), ("eth1", "100.97.0.0/16")]);
+        assert_eq!(tunnel_network_conflict(&clear, tunnel, "sntun0"), None);
+        // Inside, around, and secnet's own device (ignored).
+        for (dev, net) in [("eth0", "100.96.5.0/24"), ("wg0", "100.64.0.0/10")] {
+            let h = host(&[("eth9", "10.0.0.0/8"), (dev, net)]);
+            assert_eq!(
+                tunnel_network_conflict(&h, tunnel, "sntun0"),
+                Some((dev.to_string(), net.parse().unwrap()))
+            );
+        }
+        let own = host(&[("sntun0", "100.96.0.0/16")]);
+        assert_eq!(tunnel_network_conflict(&own, tunnel, "sntun0"), None);
+    }
 
     #[test]
     fn proc_routes_skip_default_and_loopback() {

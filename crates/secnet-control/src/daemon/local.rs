@@ -297,6 +297,7 @@ async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
         r.listen_addr.as_deref(),
         r.data_path_addr.as_deref(),
     )?;
+    refuse_tunnel_network_conflict()?;
 
     let mut rng = rand::rngs::OsRng;
     let cluster_id = secnet_model::ids::network_id_from_bytes(rng.gen());
@@ -486,6 +487,7 @@ async fn join(daemon: &Arc<Daemon>, r: JoinRequest) -> LocalResult {
         r.listen_addr.as_deref(),
         r.data_path_addr.as_deref(),
     )?;
+    refuse_tunnel_network_conflict()?;
     let key = NodeKey::generate().map_err(internal)?;
     let csr = key.csr_der(0).map_err(internal)?;
     let (tls, capture) = pki::join_client_config(token.ca_digest).map_err(internal)?;
@@ -653,6 +655,20 @@ async fn leave(daemon: &Arc<Daemon>, force: bool) -> LocalResult {
     identity::wipe(&daemon.paths).map_err(internal)?;
     info!("left the cluster");
     Ok(LocalResponse::Left)
+}
+
+/// A host with its own addresses or routes in the tunnel network cannot carry encrypted
+/// networks: its route would compete with the TUN device's. Refused at `init` and `join`,
+/// before anything is made.
+fn refuse_tunnel_network_conflict() -> Result<(), ApiError> {
+    let host = addrs::host_prefixes_by_device();
+    match addrs::tunnel_network_conflict(&host, secnet_model::TUNNEL_SUBNET, super::tunnel::TUN_NAME) {
+        None => Ok(()),
+        Some((dev, net)) => Err(ApiError::invalid(format!(
+            "this host has {net} on {dev}, which overlaps secnet's tunnel network {} (the nodes' WireGuard tunnel addresses); remove or move that address or route first, the tunnel network cannot be changed in this version",
+            secnet_model::TUNNEL_SUBNET
+        ))),
+    }
 }
 
 async fn set_roles(m: &Member, keys: &[String], role: Role) -> LocalResult {
