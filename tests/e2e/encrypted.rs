@@ -642,35 +642,46 @@ fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> any
         .unwrap()
         .to_string();
     let tunnel_b = tunnel(&lab, 1)?["tunnel_ip"].as_str().unwrap().to_string();
-    let listen = |secs: &str| {
-        let (netns, ip, secs) = (b.netns.clone(), b.ip.clone(), secs.to_string());
-        std::thread::spawn(move || in_ns(&netns, &["python3", "-c", LISTEN, &ip, &secs]).stdout)
+    // Runs INJECT on host `from` (its shell command prefixed by `wrap`, after the shell
+    // commands `first`) while b listens; returns the injector's output and what b heard.
+    let inject = |from: usize, wrap: &[&str], first: &str, marker: &str| {
+        let listener = {
+            let (netns, ip) = (b.netns.clone(), b.ip.clone());
+            std::thread::spawn(move || in_ns(&netns, &["python3", "-c", LISTEN, &ip, "3"]).stdout)
+        };
+        let script = format!(
+            "{first} python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
+            INJECT.replace('\'', "\""),
+            b.mac,
+            b.ip
+        );
+        let mut cmd: Vec<&str> = wrap.to_vec();
+        cmd.extend(["sh", "-c", &script]);
+        let out = lab.host(from).exec_ok(&cmd);
+        let heard = listener.join().expect("listener");
+        out.map(|out| (out, heard))
     };
-
-    // 1. An unprivileged process on a member host (host 0, which has an endpoint on the
-    // network) sends VXLAN for the network to host 1's tunnel address.
-    let marker = "INJECTED-BY-NOBODY";
-    let heard = listen("3");
-    let before = tunnel(&lab, 0)?["strict_dropped_out"].as_u64().unwrap();
-    let script = format!(
-        "python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
-        INJECT.replace('\'', "\""),
-        b.mac,
-        b.ip
-    );
-    let out = lab.host(0).exec_ok(&[
+    let strict = |i: usize, field: &str| -> anyhow::Result<u64> {
+        Ok(tunnel(&lab, i)?[field].as_u64().unwrap())
+    };
+    let nobody = [
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        "sh",
-        "-c",
-        &script,
-    ])?;
+    ];
+    let drop_own_rules = "nft delete table inet secnet;";
+
+    // 1. An unprivileged process on a member host (host 0, which has an endpoint on the
+    // network) sends VXLAN for the network to host 1's tunnel address.
+    let before = strict(0, "strict_dropped_out")?;
+    let (out, heard) = inject(0, &nobody, "", "INJECTED-BY-NOBODY")?;
     assert!(out.contains("refused 20 of 20"), "{out}");
-    let heard = heard.join().expect("listener");
-    assert!(!heard.contains(marker), "injected frame delivered: {heard}");
-    let after = tunnel(&lab, 0)?["strict_dropped_out"].as_u64().unwrap();
+    assert!(
+        !heard.contains("INJECTED"),
+        "injected frame delivered: {heard}"
+    );
+    let after = strict(0, "strict_dropped_out")?;
     assert!(
         after >= before + 20,
         "dropped at the sender: {before} -> {after}"
@@ -679,38 +690,26 @@ fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> any
     // 2. A compromised member without endpoints on the network (host 2): root, it removes
     // its own strict-mode rules and injects. The receiver accepts the network's VXLAN only
     // from nodes with endpoints on it.
-    let marker = "INJECTED-BY-A-MEMBER";
-    let heard = listen("3");
-    let before = tunnel(&lab, 1)?["strict_dropped_in"].as_u64().unwrap();
-    let script = format!(
-        "nft delete table inet secnet; python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
-        INJECT.replace('\'', "\""),
-        b.mac,
-        b.ip
+    let before = strict(1, "strict_dropped_in")?;
+    let (_, heard) = inject(2, &[], drop_own_rules, "INJECTED-BY-A-MEMBER")?;
+    assert!(
+        !heard.contains("INJECTED"),
+        "injected frame delivered: {heard}"
     );
-    lab.host(2).exec_ok(&["sh", "-c", &script])?;
-    let heard = heard.join().expect("listener");
-    assert!(!heard.contains(marker), "injected frame delivered: {heard}");
-    let after = tunnel(&lab, 1)?["strict_dropped_in"].as_u64().unwrap();
+    let after = strict(1, "strict_dropped_in")?;
     assert!(
         after >= before + 20,
         "dropped at the receiver: {before} -> {after}"
     );
 
     // The same frames from a node with an endpoint on the network, sent the way its kernel
-    // would (the sender's strict rules removed by its root), are delivered: the check above
+    // would (the sender's strict rules removed by its root), are delivered: the checks above
     // can fail.
-    let marker = "FROM-A-MEMBER-OF-VAULT";
-    let heard = listen("3");
-    let script = format!(
-        "nft delete table inet secnet; python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
-        INJECT.replace('\'', "\""),
-        b.mac,
-        b.ip
+    let (_, heard) = inject(0, &[], drop_own_rules, "FROM-A-MEMBER-OF-VAULT")?;
+    assert!(
+        heard.contains("FROM-A-MEMBER-OF-VAULT"),
+        "nothing delivered: {heard}"
     );
-    lab.host(0).exec_ok(&["sh", "-c", &script])?;
-    let heard = heard.join().expect("listener");
-    assert!(heard.contains(marker), "nothing delivered: {heard}");
     wait_ping(&a, &b)?;
     Ok(())
 }
