@@ -168,6 +168,29 @@ fn encrypted_traffic_never_crosses_in_clear() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Five pings from `a` to `b` fail, and a capture of the data link meanwhile holds no VXLAN.
+fn pings_fail_and_nothing_leaves_in_clear(
+    lab: &Lab,
+    a: &Ep,
+    b: &Ep,
+    name: &str,
+) -> anyhow::Result<()> {
+    let file = lab.dir().join("captures").join(format!("{name}.pcap"));
+    let data = Capture::start(lab.lab_netns(), "data0", "", &file)?;
+    let out = in_ns(
+        &a.netns,
+        &["ping", "-c", "5", "-i", "0.2", "-W", "1", &b.ip],
+    );
+    let pcap = data.stop()?;
+    assert!(!out.success(), "{name}: the ping must fail: {out:?}");
+    assert_eq!(
+        udp_counts(&pcap).0,
+        0,
+        "{name}: VXLAN in clear on the data segment"
+    );
+    Ok(())
+}
+
 #[test]
 fn strict_mode_keeps_encrypted_vxlan_off_the_links() -> anyhow::Result<()> {
     let lab = cluster(2)?;
@@ -194,14 +217,7 @@ fn strict_mode_keeps_encrypted_vxlan_off_the_links() -> anyhow::Result<()> {
         "dev",
         "eth1",
     ])?;
-    let data = Capture::start(lab.lab_netns(), "data0", "", &dir.join("hijack.pcap"))?;
-    let out = in_ns(
-        &a.netns,
-        &["ping", "-c", "5", "-i", "0.2", "-W", "1", &b.ip],
-    );
-    let pcap = data.stop()?;
-    assert!(!out.success(), "the ping must fail: {out:?}");
-    assert_eq!(udp_counts(&pcap).0, 0, "VXLAN in clear on the data segment");
+    pings_fail_and_nothing_leaves_in_clear(&lab, &a, &b, "hijack")?;
     let after = tunnel(&lab, 0)?["strict_dropped_out"].as_u64().unwrap();
     assert!(
         after >= before + 5,
@@ -226,14 +242,7 @@ fn strict_mode_keeps_encrypted_vxlan_off_the_links() -> anyhow::Result<()> {
         "nft",
         "add table inet block; add chain inet block in { type filter hook input priority -10; }; add rule inet block in udp dport 51820 drop",
     ])?;
-    let data = Capture::start(lab.lab_netns(), "data0", "", &dir.join("blocked.pcap"))?;
-    let out = in_ns(
-        &a.netns,
-        &["ping", "-c", "5", "-i", "0.2", "-W", "1", &b.ip],
-    );
-    let pcap = data.stop()?;
-    assert!(!out.success(), "the ping must fail: {out:?}");
-    assert_eq!(udp_counts(&pcap).0, 0, "VXLAN in clear on the data segment");
+    pings_fail_and_nothing_leaves_in_clear(&lab, &a, &b, "blocked")?;
     // Unblocked: traffic comes back (through the tunnel).
     lab.host(1)
         .exec_ok(&["nft", "delete", "table", "inet", "block"])?;
