@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use secnet_lab::{wait_for, Lab, LabConfig};
+use secnet_lab::{Lab, LabConfig};
 use serde_json::Value;
 
 /// How long a state change may take to reach every node.
@@ -55,33 +55,10 @@ pub fn join(lab: &Lab, i: usize, via: usize, token: &str) -> anyhow::Result<Stri
     ])
 }
 
-/// Forms a cluster: host 0 inits, hosts 1..managers join as managers, the rest as workers;
-/// waits until every node sees every node ready.
+/// Forms a cluster of every host of the lab: host 0 inits, hosts 1..managers join as
+/// managers, the rest as workers; waits until every node sees every node ready.
 pub fn form(lab: &Lab, managers: usize, init_extra: &[&str]) -> anyhow::Result<()> {
-    init(lab, init_extra)?;
-    let mtoken = token(lab, 0, "manager")?;
-    let wtoken = token(lab, 0, "worker")?;
-    for i in 1..lab.hosts().len() {
-        let t = if i < managers { &mtoken } else { &wtoken };
-        join(lab, i, 0, t).with_context(|| format!("joining host {i}"))?;
-    }
-    let n = lab.hosts().len();
-    for i in 0..n {
-        wait_for(
-            &format!("{n} ready nodes seen by host {i}"),
-            CONVERGE,
-            || {
-                let nodes = node_ls(lab, i)?;
-                let ready = nodes.iter().filter(|x| x["status"] == "ready").count();
-                if ready == n {
-                    Ok(Some(()))
-                } else {
-                    bail!("{ready} of {n} ready")
-                }
-            },
-        )?;
-    }
-    Ok(())
+    lab.form_cluster(lab.hosts().len(), managers, init_extra)
 }
 
 /// `node ls --format json` on host `i`.

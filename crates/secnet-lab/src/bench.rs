@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use crate::cmd::{run_with_timeout, wait_for, CmdOutput};
+use crate::cmd::{run_with_timeout, CmdOutput};
 use crate::lab::{Host, Lab};
 
 pub use control::{run_control, ControlOptions};
@@ -140,64 +140,16 @@ pub(crate) fn udp_counters(ns: &str) -> anyhow::Result<stats::UdpCounters> {
     stats::parse_snmp_udp(&text)
 }
 
-/// How long forming a cluster may take per host.
-const FORM_PER_HOST: Duration = Duration::from_secs(10);
-
-/// Forms a cluster of every host of `lab` whose daemon runs (the first `hosts`): host 0
+/// Forms a cluster of the first `hosts` hosts of `lab` (those whose daemon runs): host 0
 /// inits (data path on eth1, addresses from `pool`), the next `managers - 1` join as
-/// managers, the rest as workers. Waits until host 0 sees them all ready.
+/// managers, the rest as workers.
 pub(crate) fn form_cluster(
     lab: &Lab,
     hosts: usize,
     managers: usize,
     pool: &str,
 ) -> anyhow::Result<()> {
-    let h1 = lab.host(0);
-    h1.cli_ok(&[
-        "init",
-        "--advertise-addr",
-        "eth0",
-        "--data-path-addr",
-        "eth1",
-        "--default-addr-pool",
-        pool,
-    ])?;
-    let manager_token = h1.cli_ok(&["join-token", "manager", "-q"])?;
-    let worker_token = h1.cli_ok(&["join-token", "worker", "-q"])?;
-    let remote = format!("{}:2377", h1.ctl_ip());
-    for i in 1..hosts {
-        let token = if i < managers {
-            manager_token.trim()
-        } else {
-            worker_token.trim()
-        };
-        lab.host(i).cli_ok(&[
-            "join",
-            "--token",
-            token,
-            "--advertise-addr",
-            "eth0",
-            "--data-path-addr",
-            "eth1",
-            &remote,
-        ])?;
-    }
-    wait_for(
-        &format!("{hosts} ready nodes on h1"),
-        FORM_PER_HOST * hosts as u32,
-        || {
-            let v = h1.cli_json(&["node", "ls", "--format", "json"])?;
-            let nodes = v
-                .as_array()
-                .ok_or_else(|| anyhow!("`node ls` did not print an array: {v}"))?;
-            let ready = nodes.iter().filter(|n| n["status"] == "ready").count();
-            if ready == hosts {
-                Ok(Some(()))
-            } else {
-                bail!("{ready} of {hosts} ready")
-            }
-        },
-    )
+    lab.form_cluster(hosts, managers, &["--default-addr-pool", pool])
 }
 
 /// An endpoint as `endpoint create --format json` reports it.

@@ -751,6 +751,69 @@ impl Lab {
         Ok(())
     }
 
+    /// Forms a cluster of the first `hosts` hosts through the real CLI: host 0 runs `init`
+    /// (control on eth0, data path on eth1, then `init_extra`), hosts `1..managers` join as
+    /// managers and the rest as workers; returns once each of them lists `hosts` ready nodes
+    /// (10 s plus 1 s per host each).
+    pub fn form_cluster(
+        &self,
+        hosts: usize,
+        managers: usize,
+        init_extra: &[&str],
+    ) -> anyhow::Result<()> {
+        let first = self.host(0);
+        let mut init = vec![
+            "init",
+            "--advertise-addr",
+            "eth0",
+            "--data-path-addr",
+            "eth1",
+        ];
+        init.extend_from_slice(init_extra);
+        first.cli_ok(&init)?;
+        let token = |role: &str| -> anyhow::Result<String> {
+            Ok(first.cli_ok(&["join-token", role, "-q"])?.trim().to_string())
+        };
+        let (manager, worker) = (token("manager")?, token("worker")?);
+        let remote = format!("{}:2377", first.ctl_ip());
+        for i in 1..hosts {
+            let token = if i < managers { &manager } else { &worker };
+            self.host(i)
+                .cli_ok(&[
+                    "join",
+                    "--token",
+                    token,
+                    "--advertise-addr",
+                    "eth0",
+                    "--data-path-addr",
+                    "eth1",
+                    &remote,
+                ])
+                .with_context(|| format!("joining host {i}"))?;
+        }
+        let deadline = Duration::from_secs(10 + hosts as u64);
+        for i in 0..hosts {
+            let host = self.host(i);
+            wait_for(
+                &format!("{hosts} ready nodes seen by {}", host.name()),
+                deadline,
+                || {
+                    let v = host.cli_json(&["node", "ls", "--format", "json"])?;
+                    let nodes = v
+                        .as_array()
+                        .ok_or_else(|| anyhow!("`node ls` did not print an array: {v}"))?;
+                    let ready = nodes.iter().filter(|n| n["status"] == "ready").count();
+                    if ready == hosts {
+                        Ok(Some(()))
+                    } else {
+                        bail!("{ready} of {hosts} ready")
+                    }
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Stops every daemon (SIGTERM, then SIGKILL after `grace`), in parallel.
     pub fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
         let mut errors = Vec::new();
