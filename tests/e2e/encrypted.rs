@@ -601,10 +601,12 @@ fn bad_datagrams_on_the_wireguard_port_disturb_no_session() -> anyhow::Result<()
 }
 
 /// Sends COUNT VXLAN datagrams (VNI, inner Ethernet frame to DST_MAC / DST_IP:9999 carrying
-/// MARKER) to TUNNEL_IP:4789 from an ordinary UDP socket.
+/// MARKER) to TUNNEL_IP:4789 from an ordinary UDP socket, running the shell command BEFORE
+/// (if given) before each one.
 const INJECT: &str = r#"
-import socket, struct, sys
+import os, socket, struct, sys
 tunnel_ip, vni, dst_mac, dst_ip, marker, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+before = sys.argv[7] if len(sys.argv) > 7 else ""
 def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
     s = (s >> 16) + (s & 0xFFFF)
@@ -620,6 +622,8 @@ vxlan = struct.pack("!II", 0x08000000, vni << 8)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 refused = 0
 for _ in range(count):
+    if before:
+        os.system(before)
     try:
         s.sendto(vxlan + eth + ip + udp, (tunnel_ip, 4789))
     except PermissionError:
@@ -651,21 +655,30 @@ fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> any
         .unwrap()
         .to_string();
     let tunnel_b = tunnel(&lab, 1)?["tunnel_ip"].as_str().unwrap().to_string();
-    // Runs INJECT on host `from` (its shell command prefixed by `wrap`, after the shell
-    // commands `first`) while b listens; returns the injector's output and what b heard.
-    let inject = |from: usize, wrap: &[&str], first: &str, marker: &str| {
+    // Runs INJECT on host `from` (its command prefixed by `wrap`, with the shell command
+    // `before` run before each datagram) while b listens; returns the injector's output and
+    // what b heard.
+    let inject = |from: usize, wrap: &[&str], before: &str, marker: &str| {
         let listener = {
             let (netns, ip) = (b.netns.clone(), b.ip.clone());
             std::thread::spawn(move || in_ns(&netns, &["python3", "-c", LISTEN, &ip, "3"]).stdout)
         };
-        let script = format!(
-            "{first} python3 -c '{}' {tunnel_b} {vni} {} {} {marker} 20",
-            INJECT.replace('\'', "\""),
-            b.mac,
-            b.ip
-        );
+        let mac = b.mac.clone();
         let mut cmd: Vec<&str> = wrap.to_vec();
-        cmd.extend(["sh", "-c", &script]);
+        cmd.extend([
+            // The system's interpreter: a per-user one (pyenv under /root) is out of
+            // reach of the unprivileged sender.
+            "/usr/bin/python3",
+            "-c",
+            INJECT,
+            &tunnel_b,
+            &vni,
+            &mac,
+            &b.ip,
+            marker,
+            "20",
+            before,
+        ]);
         let out = lab.host(from).exec_ok(&cmd);
         let heard = listener.join().expect("listener");
         out.map(|out| (out, heard))
@@ -679,7 +692,8 @@ fn frames_cannot_be_injected_into_encrypted_networks_through_the_tunnel() -> any
         "--regid=65534",
         "--clear-groups",
     ];
-    let drop_own_rules = "nft delete table inet secnet;";
+    // The reconciler puts the rules back within 2 s: delete them before every datagram.
+    let drop_own_rules = "nft delete table inet secnet 2>/dev/null";
 
     // 1. An unprivileged process on a member host (host 0, which has an endpoint on the
     // network) sends VXLAN for the network to host 1's tunnel address.
