@@ -1,26 +1,31 @@
-//! The executor: carries out [`Op`]s.
+//! The executor: carries out [`Op`]s through rtnetlink.
 //!
-//! Every op becomes command lines for `ip` or `bridge` in one namespace (the
-//! host namespace or one under `<run_dir>/netns/`) and/or a native step
-//! (creating or removing a namespace file). Consecutive lines for the same
-//! tool and namespace go to one `ip -force -batch -` / `bridge -force -batch -`
-//! process run through `nsenter --net=<file>`; the planner orders ops so that
-//! a whole pass needs about one process per namespace. `-force` keeps a
-//! batch going past a failing line; its `Command failed -:N` messages are
-//! mapped back to the op that produced line N, so each failed op is reported
-//! and the others still run.
+//! Every op becomes netlink requests ([`Req`]) in one namespace (the host
+//! namespace or one under `<run_dir>/netns/`) and/or a native step (creating
+//! or removing a namespace file). The whole pass runs on one worker thread
+//! ([`crate::nl`]) that enters a namespace and opens a socket there whenever
+//! the next request is for another namespace than the last one; the planner
+//! orders ops so that a pass opens about one socket per namespace. No process
+//! is spawned.
+//!
+//! Each request is acknowledged by the kernel before the next is sent. A
+//! failed request is reported against its op (`` `request`: kernel error ``,
+//! the request written the way `ip`/`bridge` would take it) and the others
+//! still run. The requests are those `ip` and `bridge` send for the same
+//! command lines (same flags and attributes), so the kernel state they make
+//! is the same.
 
-use crate::cmd::{self, Tool, COMMAND_TIMEOUT};
-use crate::model::*;
-use crate::netns::{create_netns_file, delete_netns_file, remove_stale_entry};
 use std::collections::BTreeMap;
 
-/// Where a command line runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Host,
-    Ns(String),
-}
+use ipnet::Ipv4Net;
+
+use crate::model::*;
+use crate::netns::{create_netns_file, delete_netns_file, remove_stale_entry};
+use crate::nl::{self, Target};
+
+mod requests;
+
+use requests::{exec, Req};
 
 #[derive(Debug, Clone)]
 enum Native {
@@ -31,10 +36,9 @@ enum Native {
 
 #[derive(Debug, Clone)]
 enum Piece {
-    Line {
+    Req {
         target: Target,
-        tool: Tool,
-        text: String,
+        req: Req,
         /// Failures are expected and not reported (deleting links of a
         /// namespace that is going away anyway).
         tolerate: bool,
@@ -42,16 +46,18 @@ enum Piece {
     Native(Native),
 }
 
+#[derive(Debug)]
 struct Line {
     op: usize,
-    text: String,
+    req: Req,
     tolerate: bool,
 }
 
+#[derive(Debug)]
 enum Step {
-    Batch {
+    /// Requests for one namespace, sent over one socket.
+    Session {
         target: Target,
-        tool: Tool,
         lines: Vec<Line>,
     },
     Native {
@@ -60,65 +66,112 @@ enum Step {
     },
 }
 
-fn ip(ns: &str, text: String) -> Piece {
-    Piece::Line {
+fn req(ns: &str, req: Req) -> Piece {
+    Piece::Req {
         target: Target::Ns(ns.to_string()),
-        tool: Tool::Ip,
-        text,
+        req,
         tolerate: false,
     }
 }
 
-fn set_addrs(
-    ns: &str,
-    dev: &str,
-    del: &[ipnet::Ipv4Net],
-    add: &[ipnet::Ipv4Net],
-    out: &mut Vec<Piece>,
-) {
+fn set_addrs(ns: &str, dev: &str, del: &[Ipv4Net], add: &[Ipv4Net], out: &mut Vec<Piece>) {
     for a in del {
-        out.push(ip(ns, format!("addr del {a} dev {dev}")));
+        out.push(req(
+            ns,
+            Req::AddrDel {
+                dev: dev.to_string(),
+                net: *a,
+            },
+        ));
     }
     for a in add {
-        out.push(ip(ns, format!("addr replace {a} dev {dev}")));
+        out.push(req(
+            ns,
+            Req::AddrReplace {
+                dev: dev.to_string(),
+                net: *a,
+            },
+        ));
     }
 }
 
-/// The command lines and native steps of one op.
+fn set_link(ns: &str, name: &str, mtu: Option<u32>, alias: &Option<String>, out: &mut Vec<Piece>) {
+    if let Some(m) = mtu {
+        out.push(req(
+            ns,
+            Req::SetMtu {
+                name: name.to_string(),
+                mtu: m,
+            },
+        ));
+    }
+    if let Some(a) = alias {
+        out.push(req(
+            ns,
+            Req::SetAlias {
+                name: name.to_string(),
+                alias: a.clone(),
+            },
+        ));
+    }
+}
+
+fn set_master(ns: &str, name: &str, master: &Option<String>, out: &mut Vec<Piece>) {
+    if let Some(m) = master {
+        out.push(req(
+            ns,
+            Req::SetMaster {
+                name: name.to_string(),
+                master: m.clone(),
+            },
+        ));
+    }
+}
+
+fn set_up(ns: &str, name: &str, up: bool, out: &mut Vec<Piece>) {
+    if up {
+        out.push(req(
+            ns,
+            Req::SetUp {
+                name: name.to_string(),
+            },
+        ));
+    }
+}
+
+/// The requests and native steps of one op.
 fn pieces(layout: &Layout, op: &Op) -> Vec<Piece> {
     let mut out = Vec::new();
     match op {
         Op::DeleteStaleFile { name } => out.push(Piece::Native(Native::RemoveStale(name.clone()))),
-        Op::DeleteHostLink { name } => out.push(Piece::Line {
+        Op::DeleteHostLink { name } => out.push(Piece::Req {
             target: Target::Host,
-            tool: Tool::Ip,
-            text: format!("link del {name}"),
+            req: Req::LinkDel { name: name.clone() },
             tolerate: false,
         }),
         Op::DeleteNetworkNs { ns, links } | Op::DeleteEndpointNs { ns, links } => {
             for l in links {
-                out.push(Piece::Line {
+                out.push(Piece::Req {
                     target: Target::Ns(ns.clone()),
-                    tool: Tool::Ip,
-                    text: format!("link del {l}"),
+                    req: Req::LinkDel { name: l.clone() },
                     tolerate: true,
                 });
             }
             out.push(Piece::Native(Native::DeleteNs(ns.clone())));
         }
-        Op::DeleteVxlan { ns } => out.push(ip(ns, format!("link del {VXLAN}"))),
-        Op::DeleteInterface { ns, name } => out.push(ip(ns, format!("link del {name}"))),
-        Op::DelFdb { ns, mac } => out.push(Piece::Line {
-            target: Target::Ns(ns.clone()),
-            tool: Tool::Bridge,
-            text: format!("fdb del {} dev {VXLAN} self", fmt_mac(mac)),
-            tolerate: false,
-        }),
-        Op::DelNeigh { ns, ip: addr } => out.push(ip(ns, format!("neigh del {addr} dev {VXLAN}"))),
+        Op::DeleteVxlan { ns } => out.push(req(
+            ns,
+            Req::LinkDel {
+                name: VXLAN.to_string(),
+            },
+        )),
+        Op::DeleteInterface { ns, name } => out.push(req(ns, Req::LinkDel { name: name.clone() })),
+        Op::DelFdb { ns, mac } => out.push(req(ns, Req::FdbDel { mac: *mac })),
+        Op::DelNeigh { ns, ip } => out.push(req(ns, Req::NeighDel { ip: *ip })),
         Op::CreateNetworkNs { ns } | Op::CreateEndpointNs { ns } => {
             out.push(Piece::Native(Native::CreateNs(ns.clone())))
         }
-        Op::SetLoopbackUp { ns } => out.push(ip(ns, format!("link set {LOOPBACK} up"))),
+        Op::SetLoopbackUp { ns } => set_up(ns, LOOPBACK, true, &mut out),
         Op::CreateVxlan {
             ns,
             vni,
@@ -127,54 +180,54 @@ fn pieces(layout: &Layout, op: &Op) -> Vec<Piece> {
             mtu,
         } => {
             let tmp = layout.temp_vxlan_name(*vni);
-            let path = layout.ns_path(ns);
-            for text in [
-                format!(
-                    "link add {tmp} mtu {mtu} type vxlan id {vni} local {local} dstport {port} nolearning proxy"
-                ),
-                format!("link set {tmp} netns {} name {VXLAN}", path.display()),
+            for r in [
+                Req::AddVxlan {
+                    name: tmp.clone(),
+                    mtu: *mtu,
+                    vni: *vni,
+                    local: *local,
+                    port: *port,
+                },
+                Req::MoveLink {
+                    name: tmp.clone(),
+                    ns: layout.ns_path(ns),
+                    new_name: VXLAN.to_string(),
+                },
             ] {
-                out.push(Piece::Line {
+                out.push(Piece::Req {
                     target: Target::Host,
-                    tool: Tool::Ip,
-                    text,
+                    req: r,
                     tolerate: false,
                 });
             }
         }
-        Op::CreateBridge { ns, mtu } => {
-            out.push(ip(ns, format!("link add {BRIDGE} mtu {mtu} type bridge")))
-        }
+        Op::CreateBridge { ns, mtu } => out.push(req(
+            ns,
+            Req::AddBridge {
+                name: BRIDGE.to_string(),
+                mtu: *mtu,
+            },
+        )),
         Op::SetBridge {
             ns,
             mtu,
             del_addrs,
             add_addrs,
-            set_up,
+            set_up: up,
         } => {
-            if let Some(m) = mtu {
-                out.push(ip(ns, format!("link set {BRIDGE} mtu {m}")));
-            }
+            set_link(ns, BRIDGE, *mtu, &None, &mut out);
             set_addrs(ns, BRIDGE, del_addrs, add_addrs, &mut out);
-            if *set_up {
-                out.push(ip(ns, format!("link set {BRIDGE} up")));
-            }
+            set_up(ns, BRIDGE, *up, &mut out);
         }
         Op::SetVxlan {
             ns,
             mtu,
             master,
-            set_up,
+            set_up: up,
         } => {
-            if let Some(m) = mtu {
-                out.push(ip(ns, format!("link set {VXLAN} mtu {m}")));
-            }
-            if let Some(m) = master {
-                out.push(ip(ns, format!("link set {VXLAN} master {m}")));
-            }
-            if *set_up {
-                out.push(ip(ns, format!("link set {VXLAN} up")));
-            }
+            set_link(ns, VXLAN, *mtu, &None, &mut out);
+            set_master(ns, VXLAN, master, &mut out);
+            set_up(ns, VXLAN, *up, &mut out);
         }
         Op::CreateInterface {
             ns,
@@ -184,13 +237,16 @@ fn pieces(layout: &Layout, op: &Op) -> Vec<Piece> {
             mac,
             mtu,
             peer_mtu,
-        } => out.push(ip(
+        } => out.push(req(
             ns,
-            format!(
-                "link add {veth} mtu {mtu} type veth peer name {ifname} address {} mtu {peer_mtu} netns {}",
-                fmt_mac(mac),
-                layout.ns_path(endpoint_ns).display()
-            ),
+            Req::AddVeth {
+                name: veth.clone(),
+                mtu: *mtu,
+                peer: ifname.clone(),
+                peer_mac: *mac,
+                peer_mtu: *peer_mtu,
+                peer_ns: layout.ns_path(endpoint_ns),
+            },
         )),
         Op::SetVeth {
             ns,
@@ -198,21 +254,12 @@ fn pieces(layout: &Layout, op: &Op) -> Vec<Piece> {
             mtu,
             master,
             alias,
-            set_up,
+            set_up: up,
             ..
         } => {
-            if let Some(m) = mtu {
-                out.push(ip(ns, format!("link set {veth} mtu {m}")));
-            }
-            if let Some(a) = alias {
-                out.push(ip(ns, format!("link set {veth} alias {a}")));
-            }
-            if let Some(m) = master {
-                out.push(ip(ns, format!("link set {veth} master {m}")));
-            }
-            if *set_up {
-                out.push(ip(ns, format!("link set {veth} up")));
-            }
+            set_link(ns, veth, *mtu, alias, &mut out);
+            set_master(ns, veth, master, &mut out);
+            set_up(ns, veth, *up, &mut out);
         }
         Op::ConfigureInterface {
             ns,
@@ -222,80 +269,71 @@ fn pieces(layout: &Layout, op: &Op) -> Vec<Piece> {
             alias,
             del_addrs,
             add_addrs,
-            set_up,
+            set_up: up,
         } => {
             if let Some(m) = mac {
-                out.push(ip(ns, format!("link set {ifname} address {}", fmt_mac(m))));
+                out.push(req(
+                    ns,
+                    Req::SetAddress {
+                        name: ifname.clone(),
+                        mac: *m,
+                    },
+                ));
             }
-            if let Some(m) = mtu {
-                out.push(ip(ns, format!("link set {ifname} mtu {m}")));
-            }
-            if let Some(a) = alias {
-                out.push(ip(ns, format!("link set {ifname} alias {a}")));
-            }
+            set_link(ns, ifname, *mtu, alias, &mut out);
             set_addrs(ns, ifname, del_addrs, add_addrs, &mut out);
-            if *set_up {
-                out.push(ip(ns, format!("link set {ifname} up")));
-            }
+            set_up(ns, ifname, *up, &mut out);
         }
-        Op::DelDefaultRoute { ns, via, dev } => out.push(ip(
+        Op::DelDefaultRoute { ns, via, dev } => out.push(req(
             ns,
-            match via {
-                Some(v) => format!("route del default via {v} dev {dev}"),
-                None => format!("route del default dev {dev}"),
+            Req::RouteDel {
+                via: *via,
+                dev: dev.clone(),
             },
         )),
-        Op::SetDefaultRoute { ns, via, dev } => {
-            out.push(ip(ns, format!("route replace default via {via} dev {dev}")))
-        }
-        Op::AddNeigh { ns, ip: addr, mac } => out.push(ip(
+        Op::SetDefaultRoute { ns, via, dev } => out.push(req(
             ns,
-            format!(
-                "neigh replace {addr} lladdr {} dev {VXLAN} nud permanent",
-                fmt_mac(mac)
-            ),
+            Req::RouteReplace {
+                via: *via,
+                dev: dev.clone(),
+            },
         )),
-        Op::AddFdb { ns, mac, dst } => out.push(Piece::Line {
-            target: Target::Ns(ns.clone()),
-            tool: Tool::Bridge,
-            text: format!(
-                "fdb replace {} dev {VXLAN} dst {dst} self permanent",
-                fmt_mac(mac)
-            ),
-            tolerate: false,
-        }),
+        Op::AddNeigh { ns, ip, mac } => out.push(req(ns, Req::NeighReplace { ip: *ip, mac: *mac })),
+        Op::AddFdb { ns, mac, dst } => out.push(req(
+            ns,
+            Req::FdbReplace {
+                mac: *mac,
+                dst: *dst,
+            },
+        )),
     }
     out
 }
 
-/// Groups the ops' pieces into steps: consecutive lines for the same
-/// namespace and tool share a batch.
+/// Groups the ops' pieces into steps: consecutive requests for the same
+/// namespace share a session (one socket).
 fn steps(layout: &Layout, ops: &[Op]) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         for piece in pieces(layout, op) {
             match piece {
                 Piece::Native(action) => steps.push(Step::Native { op: i, action }),
-                Piece::Line {
+                Piece::Req {
                     target,
-                    tool,
-                    text,
+                    req,
                     tolerate,
                 } => {
                     let line = Line {
                         op: i,
-                        text,
+                        req,
                         tolerate,
                     };
                     match steps.last_mut() {
-                        Some(Step::Batch {
-                            target: t,
-                            tool: tl,
-                            lines,
-                        }) if *t == target && *tl == tool => lines.push(line),
-                        _ => steps.push(Step::Batch {
+                        Some(Step::Session { target: t, lines }) if *t == target => {
+                            lines.push(line)
+                        }
+                        _ => steps.push(Step::Session {
                             target,
-                            tool,
                             lines: vec![line],
                         }),
                     }
@@ -326,53 +364,45 @@ fn run_native(layout: &Layout, action: &Native) -> Result<(), String> {
     }
 }
 
-/// Runs one batch; returns `(op index, message)` for each failed line.
-fn run_batch(layout: &Layout, target: &Target, tool: Tool, lines: &[Line]) -> Vec<(usize, String)> {
-    let path = match target {
-        Target::Host => layout.host_netns.clone(),
-        Target::Ns(ns) => Some(layout.ns_path(ns)),
-    };
-    let mut script = String::new();
-    for l in lines {
-        script.push_str(&l.text);
-        script.push('\n');
-    }
-    tracing::debug!(?target, ?tool, %script, "batch");
-    let out = match cmd::run(
-        cmd::command(path.as_deref(), tool, &["-force", "-batch", "-"]),
-        &script,
-        COMMAND_TIMEOUT,
-    ) {
-        Ok(o) => o,
-        Err(e) => {
-            return lines
-                .iter()
-                .filter(|l| !l.tolerate)
-                .map(|l| (l.op, format!("cannot run {tool:?} batch: {e}")))
-                .collect()
-        }
-    };
+/// Runs the steps on the worker; returns `(op index, message)` per failure.
+fn run_steps(layout: &Layout, w: &mut nl::Worker<'_>, steps: &[Step]) -> Vec<(usize, String)> {
     let mut failed = Vec::new();
-    let parsed = cmd::batch_failures(&out.stderr);
-    for (n, msg) in &parsed {
-        let Some(line) = n.checked_sub(1).and_then(|i| lines.get(i)) else {
-            continue;
-        };
-        if line.tolerate {
-            tracing::debug!(line = %line.text, %msg, "tolerated failure");
-        } else {
-            failed.push((line.op, format!("`{}`: {msg}", line.text)));
+    for step in steps {
+        match step {
+            Step::Native { op, action } => {
+                if matches!(action, Native::DeleteNs(_) | Native::RemoveStale(_)) {
+                    // Keep no socket (or thread) in a namespace being removed.
+                    w.leave();
+                }
+                if let Err(e) = run_native(layout, action) {
+                    failed.push((*op, e));
+                }
+            }
+            Step::Session { target, lines } => {
+                tracing::debug!(%target, requests = lines.len(), "netlink session");
+                let conn = match w.enter(target) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failed.extend(
+                            lines
+                                .iter()
+                                .filter(|l| !l.tolerate)
+                                .map(|l| (l.op, format!("`{}`: {e}", l.req))),
+                        );
+                        continue;
+                    }
+                };
+                for l in lines {
+                    match exec(conn, &l.req) {
+                        Ok(()) => {}
+                        Err(e) if l.tolerate => {
+                            tracing::debug!(request = %l.req, error = %e, "tolerated failure")
+                        }
+                        Err(e) => failed.push((l.op, format!("`{}`: {e}", l.req))),
+                    }
+                }
+            }
         }
-    }
-    if !out.success() && parsed.is_empty() {
-        // The batch did not run at all (nsenter failed, timeout, ...).
-        let why = out.describe();
-        failed.extend(
-            lines
-                .iter()
-                .filter(|l| !l.tolerate)
-                .map(|l| (l.op, format!("`{}`: {why}", l.text))),
-        );
     }
     failed
 }
@@ -380,26 +410,16 @@ fn run_batch(layout: &Layout, target: &Target, tool: Tool, lines: &[Line]) -> Ve
 /// Carries out `ops` in order on the host described by `layout`. A failed op
 /// does not stop the others; each failure is in the report.
 pub fn apply(layout: &Layout, ops: &[Op]) -> ApplyReport {
+    let steps = steps(layout, ops);
+    let failed = match nl::with_worker(layout, |w| run_steps(layout, w, &steps)) {
+        Ok(f) => f,
+        Err(e) => (0..ops.len())
+            .map(|i| (i, format!("cannot run the netlink worker: {e}")))
+            .collect(),
+    };
     let mut errors: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    let mut processes = 0;
-    for step in steps(layout, ops) {
-        match step {
-            Step::Native { op, action } => {
-                if let Err(e) = run_native(layout, &action) {
-                    errors.entry(op).or_default().push(e);
-                }
-            }
-            Step::Batch {
-                target,
-                tool,
-                lines,
-            } => {
-                processes += 1;
-                for (op, msg) in run_batch(layout, &target, tool, &lines) {
-                    errors.entry(op).or_default().push(msg);
-                }
-            }
-        }
+    for (op, msg) in failed {
+        errors.entry(op).or_default().push(msg);
     }
     let errors: Vec<OpError> = errors
         .into_iter()
@@ -418,7 +438,8 @@ pub fn apply(layout: &Layout, ops: &[Op]) -> ApplyReport {
     ApplyReport {
         applied: ops.len() - errors.len(),
         errors,
-        processes,
+        // Nothing is spawned any more: requests go over netlink sockets.
+        processes: 0,
     }
 }
 
@@ -440,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_consecutive_lines() {
+    fn one_session_per_namespace_run() {
         let ns = "net-a".to_string();
         let ops = vec![
             Op::CreateNetworkNs { ns: ns.clone() },
@@ -483,27 +504,48 @@ mod tests {
             .iter()
             .map(|s| match s {
                 Step::Native { .. } => "native".to_string(),
-                Step::Batch {
-                    target,
-                    tool,
-                    lines,
-                } => format!("{target:?}/{tool:?}/{}", lines.len()),
+                Step::Session { target, lines } => format!("{target:?}/{}", lines.len()),
             })
             .collect();
-        assert_eq!(
-            shape,
-            [
-                "native",
-                "Host/Ip/2",
-                "Ns(\"net-a\")/Ip/5",
-                "Ns(\"net-a\")/Bridge/2"
-            ]
-        );
-        let Step::Batch { lines, .. } = &steps[1] else {
-            panic!("not a batch");
+        // The ip and bridge lines of one namespace now share a socket.
+        assert_eq!(shape, ["native", "Host/2", "Ns(\"net-a\")/7"]);
+        let Step::Session { lines, .. } = &steps[1] else {
+            panic!("not a session");
         };
-        assert!(lines[0].text.contains("local 198.51.100.1"));
-        assert!(lines[0].text.contains("nolearning proxy"));
-        assert!(lines[1].text.ends_with("/run/x/netns/net-a name vxlan0"));
+        let first = lines[0].req.to_string();
+        assert!(first.contains("local 198.51.100.1"), "{first}");
+        assert!(first.contains("nolearning proxy"), "{first}");
+        assert!(lines[1]
+            .req
+            .to_string()
+            .ends_with("/run/x/netns/net-a name vxlan0"));
+        let Step::Session { lines, .. } = &steps[2] else {
+            panic!("not a session");
+        };
+        assert_eq!(
+            lines[6].req.to_string(),
+            "fdb replace 02:00:00:00:00:03 dev vxlan0 dst 198.51.100.3 self permanent"
+        );
+    }
+
+    #[test]
+    fn deleting_a_namespace_tolerates_its_links() {
+        let ops = vec![Op::DeleteEndpointNs {
+            ns: "ep-a".into(),
+            links: vec!["eth0".into(), "eth1".into()],
+        }];
+        let steps = steps(&layout(), &ops);
+        assert_eq!(steps.len(), 2);
+        let Step::Session { lines, .. } = &steps[0] else {
+            panic!("not a session");
+        };
+        assert!(lines.iter().all(|l| l.tolerate));
+        assert!(matches!(
+            steps[1],
+            Step::Native {
+                action: Native::DeleteNs(_),
+                ..
+            }
+        ));
     }
 }

@@ -1,4 +1,6 @@
-//! Running `ip`, `bridge`, `nft` and `nsenter`.
+//! Running `nft` (through `nsenter` for another namespace): strict mode's
+//! only tool. Links, addresses, routes and neighbours go through netlink
+//! ([`crate::nl`]).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -6,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Longest a single `ip`/`bridge` process may run.
+/// Longest a single `nft` process may run.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Path of a binary that may live in an sbin directory missing from `$PATH`.
@@ -21,16 +23,12 @@ fn find_bin(name: &str) -> PathBuf {
 /// Which tool a command line is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tool {
-    Ip,
-    Bridge,
     Nft,
 }
 
 impl Tool {
     fn name(self) -> &'static str {
         match self {
-            Tool::Ip => "ip",
-            Tool::Bridge => "bridge",
             Tool::Nft => "nft",
         }
     }
@@ -129,62 +127,19 @@ pub(crate) fn run(mut cmd: Command, input: &str, timeout: Duration) -> std::io::
     })
 }
 
-/// Splits the stderr of `ip -force -batch -` / `bridge -force -batch -` into
-/// `(line number, message)` pairs: each failing line prints its message(s)
-/// followed by `Command failed -:N`.
-pub(crate) fn batch_failures(stderr: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pending: Vec<&str> = Vec::new();
-    for line in stderr.lines() {
-        let rest = line
-            .trim()
-            .strip_prefix("Command failed ")
-            .and_then(|r| r.rsplit(':').next())
-            .and_then(|n| n.trim().parse::<usize>().ok());
-        match rest {
-            Some(n) => {
-                let msg = if pending.is_empty() {
-                    "failed".to_string()
-                } else {
-                    pending.join("; ")
-                };
-                out.push((n, msg));
-                pending.clear();
-            }
-            None if !line.trim().is_empty() => pending.push(line.trim()),
-            None => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_batch_failures() {
-        let err = "Cannot find device \"nonexist\"\nCommand failed -:2\nError: Unknown device type.\nCommand failed -:3\nCommand failed -:7\n";
-        assert_eq!(
-            batch_failures(err),
-            vec![
-                (2, "Cannot find device \"nonexist\"".to_string()),
-                (3, "Error: Unknown device type.".to_string()),
-                (7, "failed".to_string()),
-            ]
-        );
-        assert!(batch_failures("").is_empty());
-    }
-
-    #[test]
     fn nsenter_command_line() {
-        let c = command(Some(Path::new("/x/ns")), Tool::Bridge, &["-batch", "-"]);
+        let c = command(Some(Path::new("/x/ns")), Tool::Nft, &["-f", "-"]);
         let args: Vec<_> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(args[0], "--net=/x/ns");
-        assert!(args[2].ends_with("bridge"));
-        assert_eq!(&args[3..], ["-batch", "-"]);
+        assert!(args[2].ends_with("nft"));
+        assert_eq!(&args[3..], ["-f", "-"]);
     }
 }

@@ -10,9 +10,14 @@
 //!   empty) for random desired and observed states, that every op's
 //!   preconditions hold when it runs ([`simulate_checked`]), and that the
 //!   desired state's rendering ([`render`]) needs no ops;
-//! * the **executor** ([`observe`], [`apply`]) reads the kernel (`ip -j`,
-//!   `bridge -j`) and carries ops out (`ip -batch`, `bridge -batch`, about one
-//!   process per namespace per pass, continuing past failed ops).
+//! * the **executor** ([`observe`], [`apply`]) reads and writes the kernel
+//!   through rtnetlink (the `netlink-packet-route` messages over a
+//!   `netlink-sys` socket): one short-lived worker thread per pass enters
+//!   each namespace it touches and opens one socket there, so a pass spawns
+//!   no process and opens about one socket per namespace; each op's requests
+//!   are acknowledged one by one and a failed op is reported with the
+//!   kernel's error while the others still run. Strict mode's nftables rules
+//!   ([`ensure_strict`]) are the one thing still written by a tool (`nft`).
 //!
 //! # Layout on a host
 //!
@@ -36,6 +41,19 @@
 //!   (the test lab) cannot collide, and everything a daemon owns is found by
 //!   listing one directory, so whatever is there and not desired (left over
 //!   after a crash or a removal) is deleted.
+//! * **Netlink, from a thread of its own.** A netlink socket speaks for the
+//!   namespace it was opened in, so each pass runs on a short-lived worker
+//!   thread that `setns`es into one namespace file after the other and opens
+//!   a socket in each; the daemon's threads (tokio workers included) never
+//!   change namespace. The requests are the ones `ip`/`bridge` send for the
+//!   same command lines, and observations derive every field the way their
+//!   JSON output did (a kernel test compares the two), so replacing the
+//!   tools changed no plan. Replies are parsed attribute by attribute, only
+//!   the attributes we read: an attribute a newer kernel adds or changes
+//!   cannot make a link vanish from an observation (which would turn into
+//!   spurious creates), while a malformed one we need fails the pass loudly.
+//!   Compared with one `ip`/`bridge` process per namespace and tool, a pass
+//!   costs a few syscalls per namespace instead of a fork and exec.
 //! * **The VXLAN device is created in the host namespace and then moved** into
 //!   the network namespace. A VXLAN device's UDP socket is opened in the
 //!   namespace where the device was created (its link namespace), and stays
@@ -59,9 +77,9 @@
 //! * **Endpoint namespaces of desired endpoints are never recreated**, only
 //!   the interfaces inside are fixed: processes (a container) live there.
 //! * **Idempotent plans.** Each pass observes and plans from scratch; when
-//!   the kernel matches, the plan is empty and nothing is spawned but the
-//!   observation. Someone deleting an FDB entry or downing `br0` by hand is
-//!   repaired with exactly the op that fixes it.
+//!   the kernel matches, the plan is empty and a pass costs only the
+//!   observation's netlink dumps. Someone deleting an FDB entry or downing
+//!   `br0` by hand is repaired with exactly the op that fixes it.
 //!
 //! # Example
 //!
@@ -82,6 +100,7 @@ mod apply;
 mod cmd;
 mod model;
 pub mod netns;
+mod nl;
 mod observe;
 mod plan;
 mod sim;

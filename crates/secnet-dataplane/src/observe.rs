@@ -1,32 +1,42 @@
-//! Reading the kernel: `ip -j` / `bridge -j` output into [`Observed`].
+//! Reading the kernel: rtnetlink dumps into [`Observed`].
 //!
-//! Spawns per observation: one `ip -j -d -batch -` per namespace (`addr show`
-//! gives links with details and addresses, plus `route show` and
-//! `neigh show`), one `bridge -j fdb show dev vxlan0` per namespace that has
-//! a `vxlan0`, and one `ip -j link show type vxlan` in the host namespace.
+//! One pass runs on one worker thread ([`crate::nl`]) that opens one netlink
+//! socket per namespace: in the host namespace a link dump (our temporary
+//! VXLAN devices), and in each namespace under `<run_dir>/netns/` dumps of
+//! links, IPv4 addresses, IPv4 routes and IPv4 neighbours, plus the bridge
+//! family's FDB when the namespace has a `vxlan0`. No process is spawned.
+//! [`messages`] turns the replies into the model, field by field the way
+//! `ip`/`bridge -j` print them.
 //!
-//! Parsing is liberal: unknown fields are ignored, missing or oddly typed
-//! ones count as not present, entries without a name are skipped.
-//!
-//! Veth peers: `ip` only gives a veth's peer as (`link_netnsid`,
-//! `link_index`), and netns ids are local to each namespace, so ifindexes
+//! Veth peers: the kernel only gives a veth's peer as (`IFLA_LINK_NETNSID`,
+//! `IFLA_LINK`), and netns ids are local to each namespace, so ifindexes
 //! alone are ambiguous (fresh namespaces all number their links 1, 2, 3...).
 //! Two ends are taken to be a pair when each one's `link_index` is the
 //! other's ifindex and the link aliases we set (`<ns>/<ifname>` of the other
 //! end) name each other; without aliases a pair is accepted when the
 //! ifindexes match only one candidate.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use ipnet::Ipv4Net;
-use serde_json::Value;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::cmd::{self, Tool, COMMAND_TIMEOUT};
 use crate::model::*;
 use crate::netns::is_netns_file;
+use crate::nl::{self, Conn, Reply, Target};
+
+mod messages;
+
+use messages::{
+    add_fdb_row, name_of, neigh_entry, parse_addr, parse_link, parse_neigh_msg, parse_route,
+    NlLink, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE,
+};
 
 /// A link as parsed, before peers are resolved.
 #[derive(Debug, Clone)]
@@ -46,157 +56,101 @@ pub(crate) struct RawNs {
     pub neigh: BTreeMap<Ipv4Addr, NeighEntry>,
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+fn dump(conn: &mut Conn, what: &str, msg: RouteNetlinkMessage) -> anyhow::Result<Vec<Reply>> {
+    conn.dump(msg).map_err(|e| anyhow!("dumping {what}: {e}"))
 }
 
-fn u64_of(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(Value::as_u64)
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    match v.get(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
+/// All links of the namespace `conn` is in, with master names resolved.
+fn dump_links(conn: &mut Conn) -> anyhow::Result<Vec<NlLink>> {
+    let mut links = Vec::new();
+    for r in dump(
+        conn,
+        "links",
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+    )? {
+        if r.kind == RTM_NEWLINK {
+            links.push(parse_link(&r.payload)?);
+        }
     }
+    let names: HashMap<u32, String> = links
+        .iter()
+        .filter_map(|l| Some((u32::try_from(l.raw.ifindex?).ok()?, l.raw.name.clone())))
+        .collect();
+    for l in &mut links {
+        l.raw.link.master = l.master.map(|m| name_of(&names, m));
+    }
+    Ok(links)
 }
 
-fn array(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+fn neigh_dump(family: AddressFamily) -> RouteNetlinkMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family;
+    RouteNetlinkMessage::GetNeighbour(msg)
 }
 
-/// Parses the output of `ip -j -d addr show` (or `link show`).
-pub(crate) fn parse_links(v: &Value) -> Vec<RawLink> {
-    let mut out = Vec::new();
-    for l in array(v) {
-        let Some(name) = str_of(l, "ifname") else {
-            continue;
-        };
-        let flags = strings(l, "flags");
-        let info = l.get("linkinfo");
-        let info_kind = info.and_then(|i| str_of(i, "info_kind"));
-        let loopback =
-            str_of(l, "link_type") == Some("loopback") || flags.iter().any(|f| f == "LOOPBACK");
-        let kind = match info_kind {
-            Some("bridge") => LinkKind::Bridge,
-            Some("veth") => LinkKind::Veth { peer: None },
-            Some("vxlan") => {
-                let d = info
-                    .and_then(|i| i.get("info_data"))
-                    .unwrap_or(&Value::Null);
-                let local = str_of(d, "local")
-                    .or_else(|| str_of(d, "local6"))
-                    .and_then(|s| s.parse::<IpAddr>().ok());
-                LinkKind::Vxlan(VxlanParams {
-                    vni: u64_of(d, "id")
-                        .and_then(|x| u32::try_from(x).ok())
-                        .unwrap_or(0),
-                    local,
-                    port: u64_of(d, "port")
-                        .and_then(|x| u16::try_from(x).ok())
-                        .unwrap_or(0),
-                    learning: d.get("learning").and_then(Value::as_bool).unwrap_or(false),
-                    proxy: d.get("proxy").and_then(Value::as_bool).unwrap_or(false),
-                })
+/// Everything of one namespace.
+fn observe_ns(conn: &mut Conn) -> anyhow::Result<RawNs> {
+    let links = dump_links(conn)?;
+    let names: HashMap<u32, String> = links
+        .iter()
+        .filter_map(|l| Some((u32::try_from(l.raw.ifindex?).ok()?, l.raw.name.clone())))
+        .collect();
+    let mut links: Vec<RawLink> = links.into_iter().map(|l| l.raw).collect();
+
+    let mut addr_msg = AddressMessage::default();
+    addr_msg.header.family = AddressFamily::Inet;
+    let mut addrs: HashMap<u64, BTreeSet<Ipv4Net>> = HashMap::new();
+    for r in dump(conn, "addresses", RouteNetlinkMessage::GetAddress(addr_msg))? {
+        if r.kind == RTM_NEWADDR {
+            if let Some((index, net)) = parse_addr(&r.payload)? {
+                addrs.entry(u64::from(index)).or_default().insert(net);
             }
-            _ if loopback => LinkKind::Loopback,
-            Some(other) => LinkKind::Other(other.to_string()),
-            None => LinkKind::Other(String::new()),
-        };
-        let addrs = array(l.get("addr_info").unwrap_or(&Value::Null))
-            .iter()
-            .filter(|a| str_of(a, "family") == Some("inet"))
-            .filter_map(|a| {
-                let ip = str_of(a, "local")?.parse::<Ipv4Addr>().ok()?;
-                let len = u8::try_from(u64_of(a, "prefixlen")?).ok()?;
-                Ipv4Net::new(ip, len).ok()
-            })
-            .collect();
-        out.push(RawLink {
-            name: name.to_string(),
-            ifindex: u64_of(l, "ifindex"),
-            link_index: u64_of(l, "link_index"),
-            link: ObservedLink {
-                kind,
-                mtu: u64_of(l, "mtu")
-                    .and_then(|x| u32::try_from(x).ok())
-                    .unwrap_or(0),
-                up: flags.iter().any(|f| f == "UP"),
-                master: str_of(l, "master").map(str::to_owned),
-                mac: str_of(l, "address").and_then(parse_mac),
-                alias: str_of(l, "ifalias").map(str::to_owned),
-                addrs,
-            },
-        });
-    }
-    out
-}
-
-/// Parses `ip -j route show`: the IPv4 default routes of the main table.
-pub(crate) fn parse_default_routes(v: &Value) -> BTreeSet<DefaultRoute> {
-    array(v)
-        .iter()
-        .filter(|r| str_of(r, "dst") == Some("default"))
-        .filter(|r| str_of(r, "type").is_none_or(|t| t == "unicast"))
-        .filter_map(|r| {
-            Some(DefaultRoute {
-                via: str_of(r, "gateway").and_then(|g| g.parse().ok()),
-                dev: str_of(r, "dev")?.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Parses `ip -j neigh show`: IPv4 entries on `vxlan0`.
-pub(crate) fn parse_neigh(v: &Value) -> BTreeMap<Ipv4Addr, NeighEntry> {
-    array(v)
-        .iter()
-        .filter(|n| str_of(n, "dev").is_none_or(|d| d == VXLAN))
-        .filter_map(|n| {
-            let ip = str_of(n, "dst")?.parse::<Ipv4Addr>().ok()?;
-            let permanent = strings(n, "state")
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case("permanent"));
-            Some((
-                ip,
-                NeighEntry {
-                    mac: str_of(n, "lladdr").and_then(parse_mac),
-                    permanent,
-                },
-            ))
-        })
-        .collect()
-}
-
-/// Parses `bridge -j fdb show dev vxlan0`: entries of the VXLAN device's own
-/// FDB (those with a `master` belong to the bridge's FDB and are skipped).
-pub(crate) fn parse_fdb(v: &Value) -> BTreeMap<Mac, FdbEntry> {
-    let mut out: BTreeMap<Mac, FdbEntry> = BTreeMap::new();
-    for e in array(v) {
-        if e.get("master").is_some() || str_of(e, "ifname").is_some_and(|d| d != VXLAN) {
-            continue;
-        }
-        let Some(mac) = str_of(e, "mac").and_then(parse_mac) else {
-            continue;
-        };
-        let permanent = strings(e, "state")
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case("permanent"));
-        let entry = out.entry(mac).or_insert(FdbEntry {
-            dsts: BTreeSet::new(),
-            permanent: true,
-        });
-        entry.permanent &= permanent;
-        if let Some(dst) = str_of(e, "dst").and_then(|d| d.parse::<IpAddr>().ok()) {
-            entry.dsts.insert(dst);
         }
     }
-    out
+    for l in &mut links {
+        if let Some(a) = l.ifindex.and_then(|i| addrs.remove(&i)) {
+            l.link.addrs = a;
+        }
+    }
+
+    let mut route_msg = RouteMessage::default();
+    route_msg.header.address_family = AddressFamily::Inet;
+    let mut default_routes = BTreeSet::new();
+    for r in dump(conn, "routes", RouteNetlinkMessage::GetRoute(route_msg))? {
+        if r.kind == RTM_NEWROUTE {
+            default_routes.extend(parse_route(&r.payload, &names)?);
+        }
+    }
+
+    let mut neigh = BTreeMap::new();
+    for r in dump(conn, "neighbours", neigh_dump(AddressFamily::Inet))? {
+        if r.kind == RTM_NEWNEIGH {
+            if let Some(n) = parse_neigh_msg(&r.payload, AddressFamily::Inet)? {
+                neigh.extend(neigh_entry(&n, &names));
+            }
+        }
+    }
+
+    let mut fdb = BTreeMap::new();
+    let vxlan = names
+        .iter()
+        .find(|(_, n)| n.as_str() == VXLAN)
+        .map(|(i, _)| *i);
+    if let Some(vxlan) = vxlan {
+        for r in dump(conn, "the FDB", neigh_dump(AddressFamily::Bridge))? {
+            if r.kind == RTM_NEWNEIGH {
+                if let Some(n) = parse_neigh_msg(&r.payload, AddressFamily::Bridge)? {
+                    add_fdb_row(&mut fdb, &n, vxlan);
+                }
+            }
+        }
+    }
+    Ok(RawNs {
+        links,
+        default_routes,
+        fdb,
+        neigh,
+    })
 }
 
 /// Turns parsed namespaces into [`ObservedNs`]es, resolving veth peers.
@@ -276,237 +230,59 @@ pub(crate) fn resolve(raw: BTreeMap<String, RawNs>) -> BTreeMap<String, Observed
     out
 }
 
-fn json_values(s: &str) -> anyhow::Result<Vec<Value>> {
-    serde_json::Deserializer::from_str(s)
-        .into_iter::<Value>()
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing JSON")
-}
-
-fn observe_ns(path: &Path) -> anyhow::Result<RawNs> {
-    let out = cmd::run(
-        cmd::command(Some(path), Tool::Ip, &["-j", "-d", "-force", "-batch", "-"]),
-        "addr show\nroute show\nneigh show\n",
-        COMMAND_TIMEOUT,
-    )
-    .context("running ip")?;
-    if !out.success() {
-        bail!("`ip -j -d -batch -` failed: {}", out.describe());
-    }
-    let values = json_values(&out.stdout)?;
-    let [links, routes, neigh] = values.as_slice() else {
-        bail!(
-            "`ip -j -d -batch -` printed {} JSON values, not 3",
-            values.len()
-        );
-    };
-    let links = parse_links(links);
-    let mut fdb = BTreeMap::new();
-    if links.iter().any(|l| l.name == VXLAN) {
-        let out = cmd::run(
-            cmd::command(
-                Some(path),
-                Tool::Bridge,
-                &["-j", "fdb", "show", "dev", VXLAN],
-            ),
-            "",
-            COMMAND_TIMEOUT,
-        )
-        .context("running bridge")?;
-        if !out.success() {
-            bail!("`bridge -j fdb show` failed: {}", out.describe());
-        }
-        for v in json_values(&out.stdout)? {
-            fdb.extend(parse_fdb(&v));
-        }
-    }
-    Ok(RawNs {
-        links,
-        default_routes: parse_default_routes(routes),
-        fdb,
-        neigh: parse_neigh(neigh),
-    })
-}
-
-fn observe_host_temp_links(layout: &Layout) -> anyhow::Result<BTreeSet<String>> {
-    let out = cmd::run(
-        cmd::command(
-            layout.host_netns.as_deref(),
-            Tool::Ip,
-            &["-j", "link", "show", "type", "vxlan"],
-        ),
-        "",
-        COMMAND_TIMEOUT,
-    )
-    .context("running ip in the host namespace")?;
-    if !out.success() {
-        bail!(
-            "`ip -j link show type vxlan` in the host namespace failed: {}",
-            out.describe()
-        );
-    }
-    let mut names = BTreeSet::new();
-    for v in json_values(&out.stdout)? {
-        for l in parse_links(&v) {
-            if layout.is_temp_link(&l.name) {
-                names.insert(l.name);
-            }
-        }
-    }
-    Ok(names)
-}
-
 /// Reads the data path of the host described by `layout`. Entries of
 /// `<run_dir>/netns/` that are not network namespaces end up in
 /// [`Observed::stale_files`] (names that are not UTF-8 are skipped). A
 /// missing directory is an empty observation.
 pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
-    let dir = layout.netns_dir();
-    let mut observed = Observed {
-        host_temp_links: observe_host_temp_links(layout)?,
-        ..Observed::default()
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(rd) => Some(rd),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    let mut raw = BTreeMap::new();
-    for entry in entries.into_iter().flatten() {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            tracing::warn!(name = ?entry.file_name(), dir = %dir.display(), "ignoring a non-UTF-8 name");
-            continue;
+    nl::with_worker(layout, |w| -> anyhow::Result<Observed> {
+        let dir = layout.netns_dir();
+        let host = w
+            .enter(&Target::Host)
+            .map_err(|e| anyhow!("observing the host namespace: {e}"))?;
+        let host_temp_links = dump_links(host)
+            .context("observing the host namespace")?
+            .into_iter()
+            .filter(|l| l.kind.as_deref() == Some("vxlan") && layout.is_temp_link(&l.raw.name))
+            .map(|l| l.raw.name)
+            .collect();
+        let mut observed = Observed {
+            host_temp_links,
+            ..Observed::default()
         };
-        let path = entry.path();
-        if is_netns_file(&path) {
-            let ns = observe_ns(&path)
-                .with_context(|| format!("observing namespace {}", path.display()))?;
-            raw.insert(name, ns);
-        } else {
-            observed.stale_files.insert(name);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => Some(rd),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut raw = BTreeMap::new();
+        for entry in entries.into_iter().flatten() {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(name = ?entry.file_name(), dir = %dir.display(), "ignoring a non-UTF-8 name");
+                continue;
+            };
+            let path = entry.path();
+            if is_netns_file(&path) {
+                let ns = w
+                    .enter(&Target::Ns(name.clone()))
+                    .map_err(|e| anyhow!(e))
+                    .and_then(observe_ns)
+                    .with_context(|| format!("observing namespace {}", path.display()))?;
+                raw.insert(name, ns);
+            } else {
+                observed.stale_files.insert(name);
+            }
         }
-    }
-    observed.namespaces = resolve(raw);
-    Ok(observed)
+        observed.namespaces = resolve(raw);
+        Ok(observed)
+    })
+    .context("running the netlink worker")?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn v(s: &str) -> Value {
-        serde_json::from_str(s).unwrap_or(Value::Null)
-    }
-
-    const NET_NS_ADDR: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"link_type":"loopback","address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},
-    {"ifindex":2,"link_index":2,"ifname":"vxlan0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1450,"master":"br0","link_type":"ether","address":"6a:fb:a3:bd:94:ab","link_netnsid":0,"linkinfo":{"info_kind":"vxlan","info_data":{"id":4200,"local":"198.51.100.1","port_range":{"low":0,"high":0},"port":4789,"learning":false,"proxy":true,"ttl":0},"info_slave_kind":"bridge","info_slave_data":{"state":"forwarding"}},"addr_info":[]},
-    {"ifindex":3,"ifname":"br0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1450,"link_type":"ether","address":"6a:fb:a3:bd:94:ab","linkinfo":{"info_kind":"bridge","info_data":{"stp_state":0}},"addr_info":[{"family":"inet","local":"10.77.0.1","prefixlen":24},{"family":"inet6","local":"fe80::1","prefixlen":64}]},
-    {"ifindex":4,"link_index":2,"ifname":"veabc","flags":["BROADCAST","MULTICAST","UP"],"mtu":1450,"master":"br0","link_type":"ether","address":"7e:74:a0:d4:06:8f","link_netnsid":1,"ifalias":"ep-a/eth0","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"},"addr_info":[]},
-    {"ifindex":5,"ifname":"weird","mtu":"x","flags":7},
-    {"noname":true}]"#;
-
-    #[test]
-    fn parses_links() {
-        let links = parse_links(&v(NET_NS_ADDR));
-        assert_eq!(links.len(), 5);
-        assert_eq!(links[0].link.kind, LinkKind::Loopback);
-        assert!(links[0].link.up);
-        let vx = &links[1];
-        assert_eq!(
-            vx.link.kind,
-            LinkKind::Vxlan(VxlanParams {
-                vni: 4200,
-                local: Some(
-                    "198.51.100.1"
-                        .parse()
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-                ),
-                port: 4789,
-                learning: false,
-                proxy: true,
-            })
-        );
-        assert_eq!(vx.link.master.as_deref(), Some("br0"));
-        assert_eq!(vx.link.mtu, 1450);
-        let br = &links[2];
-        assert_eq!(br.link.kind, LinkKind::Bridge);
-        assert_eq!(br.link.addrs.len(), 1);
-        let ve = &links[3];
-        assert_eq!(ve.link.kind, LinkKind::Veth { peer: None });
-        assert_eq!(ve.link_index, Some(2));
-        assert_eq!(ve.link.alias.as_deref(), Some("ep-a/eth0"));
-        assert!(ve.link.up);
-        let weird = &links[4];
-        assert_eq!(weird.link.mtu, 0);
-        assert!(!weird.link.up);
-        assert_eq!(weird.link.kind, LinkKind::Other(String::new()));
-    }
-
-    #[test]
-    fn liberal_on_garbage() {
-        for s in [
-            "null",
-            "{}",
-            "[1,2,3]",
-            "[{}]",
-            r#"[{"ifname":3}]"#,
-            "\"x\"",
-        ] {
-            let val = v(s);
-            let _ = parse_links(&val);
-            let _ = parse_default_routes(&val);
-            let _ = parse_neigh(&val);
-            let _ = parse_fdb(&val);
-        }
-    }
-
-    #[test]
-    fn parses_routes_neigh_fdb() {
-        let routes = v(
-            r#"[{"type":"unicast","dst":"default","gateway":"10.77.0.1","dev":"eth0","flags":[]},
-                {"dst":"10.77.0.0/24","dev":"eth0","protocol":"kernel"},
-                {"type":"unreachable","dst":"default"},
-                {"dst":"default","dev":"eth1"}]"#,
-        );
-        let r = parse_default_routes(&routes);
-        assert_eq!(r.len(), 2);
-        assert!(r.contains(&DefaultRoute {
-            via: Some(Ipv4Addr::new(10, 77, 0, 1)),
-            dev: "eth0".into()
-        }));
-        assert!(r.contains(&DefaultRoute {
-            via: None,
-            dev: "eth1".into()
-        }));
-
-        let neigh = v(
-            r#"[{"dst":"10.77.0.11","dev":"vxlan0","lladdr":"02:42:0a:4d:00:0b","state":["PERMANENT"]},
-                {"dst":"10.77.0.12","dev":"vxlan0","lladdr":"02:42:0a:4d:00:0c","state":["REACHABLE"]},
-                {"dst":"10.77.0.13","dev":"vxlan0","state":"FAILED"},
-                {"dst":"10.77.0.14","dev":"br0","lladdr":"02:42:0a:4d:00:0e","state":["PERMANENT"]},
-                {"dst":"fe80::1","dev":"vxlan0","lladdr":"02:42:0a:4d:00:0f","state":["PERMANENT"]}]"#,
-        );
-        let n = parse_neigh(&neigh);
-        assert_eq!(n.len(), 3);
-        assert!(n[&Ipv4Addr::new(10, 77, 0, 11)].permanent);
-        assert!(!n[&Ipv4Addr::new(10, 77, 0, 12)].permanent);
-        assert_eq!(n[&Ipv4Addr::new(10, 77, 0, 13)].mac, None);
-
-        let fdb = v(
-            r#"[{"mac":"6a:fb:a3:bd:94:ab","flags":[],"master":"br0","state":"permanent"},
-                {"mac":"00:00:00:00:00:00","dst":"198.51.100.7","flags":["self"],"state":"permanent"},
-                {"mac":"00:00:00:00:00:00","dst":"198.51.100.8","flags":["self"],"state":"permanent"},
-                {"mac":"02:42:0a:4d:00:0b","dst":"198.51.100.2","linkNetNsId":0,"flags":["self"],"state":"permanent"},
-                {"mac":"02:42:0a:4d:00:0c","dst":"198.51.100.3","flags":["self"],"state":""}]"#,
-        );
-        let f = parse_fdb(&fdb);
-        assert_eq!(f.len(), 3);
-        assert_eq!(f[&[0; 6]].dsts.len(), 2);
-        assert!(f[&[2, 0x42, 10, 0x4d, 0, 0x0b]].permanent);
-        assert!(!f[&[2, 0x42, 10, 0x4d, 0, 0x0c]].permanent);
-    }
 
     fn veth(name: &str, ifindex: u64, link_index: u64, alias: Option<&str>) -> RawLink {
         let mut link = ObservedLink::new(LinkKind::Veth { peer: None }, 1500);
@@ -600,12 +376,5 @@ mod tests {
             Some("eth0".to_string())
         );
         assert_eq!(peer_of(&o, "ep-a", "eth9"), None);
-    }
-
-    #[test]
-    fn json_stream() {
-        let vals = json_values("[1]\n[]\n[{\"a\":2}]\n").unwrap_or_default();
-        assert_eq!(vals.len(), 3);
-        assert_eq!(vals[2], json!([{"a": 2}]));
     }
 }

@@ -9,6 +9,7 @@
 //! in its namespaces and unmounts/removes every namespace file it or the
 //! code under test made, also when a test panics.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,6 +25,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use secnet_dataplane::netns::{create_netns_file, delete_netns_file};
 use secnet_dataplane::*;
+
+#[path = "support/iproute2.rs"]
+mod iproute2;
 
 const VNI: u32 = 4200;
 const NET_ID: &str = "n4200k3rn3lt3st0000000000";
@@ -443,7 +447,7 @@ fn two_hosts_ping_idempotence_and_repair() {
         }]
     );
     let report = a.apply(&ops);
-    assert_eq!(report.processes, 1);
+    assert_eq!(report.processes, 0);
     wait_ping(&a.ep_ns(), EP_IP_B);
 
     // br0 set down by hand: set up again in place.
@@ -700,17 +704,332 @@ fn garbage_and_leftovers_in_the_run_dir() {
     assert!(odd.exists());
 }
 
+/// Cumulative usage of this process's reaped children (`/proc/self/stat`:
+/// cminflt, cmajflt, cutime, cstime). Any process spawned and waited for
+/// adds to it (an exec'd program always takes page faults).
+fn reaped_children_usage() -> [u64; 4] {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // rest[0] is field 3 (state); cminflt is field 11, cstime field 17.
+    let at = |field: usize| f.get(field - 3).copied().unwrap_or(0);
+    [at(11), at(13), at(16), at(17)]
+}
+
+/// Children of this process still alive (or not yet reaped).
+fn live_children() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(c.split_whitespace().map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// Observing and applying spawn no process at all (no `ip`, `bridge` or
+/// `nsenter`): checked by the kernel's count of this process's children.
+/// That count is per process and the other tests spawn `ip` all the time,
+/// so the test runs itself again, alone, in a fresh process.
 #[test]
-fn batches_keep_process_count_low() {
+fn passes_spawn_no_processes() {
+    const CHILD: &str = "SECNET_DP_NO_SPAWN_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipping kernel test: {why}");
+            return;
+        }
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => panic!("current_exe: {e}"),
+        };
+        let out = match Command::new(exe)
+            .args([
+                "--exact",
+                "passes_spawn_no_processes",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => panic!("re-running the test binary: {e}"),
+        };
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(t.contains("1 passed"), "the check did not run: {t}");
+        return;
+    }
     let w = world!();
-    let a = w.a();
+    let (a, b) = (w.a(), w.b());
+    let before = reaped_children_usage();
+    // A first pass on an empty host, then a pass with nothing to do.
     let ops = a.plan();
     let report = a.apply(&ops);
-    // host (vxlan) + network ns (ip, bridge) + endpoint ns (ip).
-    assert_eq!(report.processes, 4, "{ops:#?}");
     assert_eq!(report.applied, ops.len());
+    assert_eq!(report.processes, 0);
     let again = a.plan();
     assert!(again.is_empty(), "{again:#?}\n{:#?}", a.observe());
+    b.converge();
+    let after = reaped_children_usage();
+    assert_eq!(before, after, "observe/apply spawned processes");
+    assert!(live_children().is_empty(), "{:?}", live_children());
+    // The check sees a process when there is one.
+    let spawned = Command::new("true").status();
+    assert!(spawned.is_ok_and(|s| s.success()));
+    assert_ne!(
+        reaped_children_usage(),
+        after,
+        "a spawned process went unseen"
+    );
+}
+
+/// What `observe` reads over netlink is what `ip -j` / `bridge -j` print for
+/// the same namespaces (the way it read them before): the planner compares
+/// every field, so each must be derived the same way. The namespaces carry
+/// more than the planner makes: extra links, an alias, FDB rows with several
+/// destinations and a non-permanent one, neighbours in other states, routes
+/// in another table and without a gateway, IPv6 addresses.
+#[test]
+fn observation_matches_iproute2() {
+    let w = world!();
+    let (a, b) = (w.a(), w.b());
+    a.converge();
+    b.converge();
+    let net = a.net_ns();
+    let ep = a.ep_ns();
+    for cmd in [
+        "bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 198.51.100.7 self permanent",
+        "bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 198.51.100.8 self permanent",
+        "bridge fdb add 02:42:0a:4d:00:0c dev vxlan0 dst 198.51.100.3 self dynamic",
+        "ip neigh add 10.77.0.12 lladdr 02:42:0a:4d:00:0c dev vxlan0 nud reachable",
+        "ip neigh add 10.77.0.13 lladdr 02:42:0a:4d:00:0d dev vxlan0 nud noarp",
+        "ip neigh add 10.77.0.14 lladdr 02:42:0a:4d:00:0e dev br0 nud permanent",
+        "ip link add xbr mtu 1300 type bridge",
+        "ip link set xbr alias x-ray",
+        "ip addr add 10.99.0.1/16 dev xbr",
+        "ip -6 addr add fd00::1/64 dev br0",
+        "ip link add xva type veth peer name xvb",
+        "ip link set xva master xbr",
+        "ip link set xva up",
+        "ip route add default dev br0 table 100",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        must(&net, &args);
+    }
+    for cmd in [
+        "ip route add default dev eth0 metric 50",
+        "ip route add unreachable default metric 60",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        must(&ep, &args);
+    }
+    // VXLANs in the host namespace: one of ours, left over; one not ours.
+    let tmp = a.layout.temp_vxlan_name(4242);
+    for (name, vni) in [(tmp.as_str(), "4242"), ("othervx", "4243")] {
+        must(
+            &a.ns,
+            &[
+                "ip",
+                "link",
+                "add",
+                name,
+                "type",
+                "vxlan",
+                "id",
+                vni,
+                "local",
+                "198.51.100.1",
+                "dstport",
+                "4789",
+            ],
+        );
+    }
+
+    let observed = a.observe();
+    assert_eq!(observed.namespaces.len(), 2);
+    for (name, ns) in &observed.namespaces {
+        let want = iproute2::namespace(&a.layout.ns_path(name));
+        assert_eq!(iproute2::without_peers(ns.clone()), want, "{name}");
+    }
+    let fdb = &observed.namespaces[&network_ns_name(NET_ID)].fdb;
+    assert_eq!(fdb[&[0u8; 6]].dsts.len(), 2, "{fdb:?}");
+    assert!(!fdb[&[2, 0x42, 0x0a, 0x4d, 0, 0x0c]].permanent, "{fdb:?}");
+    let neigh = &observed.namespaces[&network_ns_name(NET_ID)].neigh;
+    assert!(!neigh[&Ipv4Addr::new(10, 77, 0, 12)].permanent, "{neigh:?}");
+    assert!(
+        !neigh.contains_key(&Ipv4Addr::new(10, 77, 0, 13)),
+        "{neigh:?}"
+    );
+    // Peers are resolved (ip leaves them to us): the planner needs them.
+    let eth0 = &observed.namespaces[&endpoint_ns_name("epa")].links["eth0"];
+    assert!(
+        matches!(&eth0.kind, LinkKind::Veth { peer: Some(p) } if p.ns == network_ns_name(NET_ID)),
+        "{eth0:?}"
+    );
+    let host: BTreeSet<String> = iproute2::vxlan_names(&a.ns)
+        .into_iter()
+        .filter(|n| a.layout.is_temp_link(n))
+        .collect();
+    assert_eq!(observed.host_temp_links, host);
+    assert_eq!(host.len(), 1);
+
+    // The devices and entries made over netlink are the ones `ip` makes for
+    // the same command lines: compare our VXLAN with one `ip` creates.
+    must(
+        &a.ns,
+        &[
+            "ip",
+            "link",
+            "add",
+            "refvx",
+            "mtu",
+            "1450",
+            "type",
+            "vxlan",
+            "id",
+            "4244",
+            "local",
+            "198.51.100.1",
+            "dstport",
+            "4789",
+            "nolearning",
+            "proxy",
+        ],
+    );
+    let info = |ns: &Path, dev: &str| -> serde_json::Value {
+        let out = must(ns, &["ip", "-j", "-d", "link", "show", dev]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut d = v[0]["linkinfo"]["info_data"].clone();
+        if let Some(m) = d.as_object_mut() {
+            m.remove("id");
+        }
+        d
+    };
+    assert_eq!(info(&net, VXLAN), info(&a.ns, "refvx"));
+    let route = must(
+        &ep,
+        &[
+            "ip",
+            "-j",
+            "-d",
+            "route",
+            "show",
+            "default",
+            "via",
+            "10.77.0.1",
+        ],
+    );
+    let route: serde_json::Value = serde_json::from_str(&route).unwrap_or_default();
+    assert_eq!(route[0]["protocol"], "boot", "{route}");
+    assert_eq!(route[0]["scope"], "global", "{route}");
+    let fdb = must(&net, &["bridge", "-j", "-d", "fdb", "show", "dev", VXLAN]);
+    assert!(fdb.contains("\"dst\":\"198.51.100.2\""), "{fdb}");
+}
+
+/// A failed op is reported against its index with the request and the
+/// kernel's error (and its extended-ack text), and the ops after it still
+/// run; failures that are expected (links of a namespace being deleted) are
+/// not reported.
+#[test]
+fn failed_ops_are_reported_and_the_rest_still_runs() {
+    let w = world!();
+    let a = w.a();
+    a.converge();
+    let net = network_ns_name(NET_ID);
+    let ep = endpoint_ns_name("epa");
+    assert!(create_netns_file(&a.layout.ns_path("ep-ghost")).is_ok());
+    let mac = [2, 0x42, 0x0a, 0x4d, 0, 0x63];
+    let ops = vec![
+        Op::CreateBridge {
+            ns: net.clone(),
+            mtu: MTU,
+        },
+        Op::AddFdb {
+            ns: ep.clone(),
+            mac,
+            dst: IpAddr::V4(IP_B),
+        },
+        Op::SetLoopbackUp {
+            ns: "net-missing".into(),
+        },
+        Op::ConfigureInterface {
+            ns: ep.clone(),
+            ifname: "eth0".into(),
+            mac: None,
+            mtu: Some(70000),
+            alias: None,
+            del_addrs: vec![],
+            add_addrs: vec![],
+            set_up: false,
+        },
+        Op::DeleteEndpointNs {
+            ns: "ep-ghost".into(),
+            links: vec!["nothere".into()],
+        },
+        Op::AddNeigh {
+            ns: net.clone(),
+            ip: Ipv4Addr::new(10, 77, 0, 99),
+            mac,
+        },
+    ];
+    let report = apply(&a.layout, &ops);
+    let failed: Vec<(usize, &str)> = report
+        .errors()
+        .map(|e| (e.index, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "{failed:#?}"
+    );
+    assert_eq!(report.applied, 2);
+    let msg = |i: usize| failed[i].1;
+    assert!(
+        msg(0).contains("`link add br0 mtu 1450 type bridge`") && msg(0).contains("File exists"),
+        "{}",
+        msg(0)
+    );
+    assert!(
+        msg(1).contains("fdb replace 02:42:0a:4d:00:63 dev vxlan0")
+            && msg(1).contains("cannot find device vxlan0"),
+        "{}",
+        msg(1)
+    );
+    assert!(
+        msg(2).contains("net-missing") && msg(2).contains("No such file"),
+        "{}",
+        msg(2)
+    );
+    // The kernel's own words come along (extended ack).
+    assert!(
+        msg(3).contains("`link set eth0 mtu 70000`") && msg(3).contains("Invalid argument ("),
+        "{}",
+        msg(3)
+    );
+    // The op display names the object too.
+    let shown = report.errors().map(ToString::to_string).collect::<Vec<_>>();
+    assert!(
+        shown[0].starts_with(&format!("[{net}] create br0")),
+        "{shown:?}"
+    );
+    // The ops after the failures ran.
+    assert!(!a.layout.ns_path("ep-ghost").exists());
+    let o = a.observe();
+    assert_eq!(
+        o.namespaces[&net].neigh.get(&Ipv4Addr::new(10, 77, 0, 99)),
+        Some(&NeighEntry {
+            mac: Some(mac),
+            permanent: true
+        })
+    );
 }
 
 fn strict_policy(vnis: &[u32]) -> StrictPolicy {
@@ -766,4 +1085,56 @@ fn strict_mode_drops_encrypted_vnis_outside_the_tunnel() {
     wait_ping(&a.ep_ns(), EP_IP_B);
     assert!(ensure_strict(&b.layout, &strict_policy(&[VNI])).expect("repair"));
     assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1"]).status.success());
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Not a check: prints how long passes take (`cargo test -p secnet-dataplane --test kernel
+/// -- --ignored pass_timing --nocapture`). A first pass on an empty host (observe + apply of
+/// the whole plan), a steady-state observation (the cost of every resync), and a repair pass
+/// (observe + apply of one FDB entry).
+#[test]
+#[ignore]
+fn pass_timing() {
+    let rounds = 5;
+    let (mut first, mut steady, mut repair) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let w = world!();
+        let a = w.a();
+        let t = Instant::now();
+        let ops = a.plan();
+        a.apply(&ops);
+        first.push(t.elapsed());
+        for _ in 0..5 {
+            let t = Instant::now();
+            assert!(a.plan().is_empty());
+            steady.push(t.elapsed());
+        }
+        must(
+            &a.net_ns(),
+            &[
+                "bridge",
+                "fdb",
+                "del",
+                "02:42:0a:4d:00:0b",
+                "dev",
+                "vxlan0",
+                "self",
+            ],
+        );
+        let t = Instant::now();
+        let ops = a.plan();
+        a.apply(&ops);
+        repair.push(t.elapsed());
+        assert_eq!(ops.len(), 1);
+    }
+    eprintln!(
+        "pass timing (median of {rounds}): first pass {:?}, steady observe+plan {:?}, repair pass {:?}",
+        median(first),
+        median(steady),
+        median(repair)
+    );
 }
