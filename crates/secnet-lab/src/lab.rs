@@ -772,7 +772,10 @@ impl Lab {
         init.extend_from_slice(init_extra);
         first.cli_ok(&init)?;
         let token = |role: &str| -> anyhow::Result<String> {
-            Ok(first.cli_ok(&["join-token", role, "-q"])?.trim().to_string())
+            Ok(first
+                .cli_ok(&["join-token", role, "-q"])?
+                .trim()
+                .to_string())
         };
         let (manager, worker) = (token("manager")?, token("worker")?);
         let remote = format!("{}:2377", first.ctl_ip());
