@@ -6,15 +6,15 @@
 //! panics included. Each test builds its own pair, so they run in parallel.
 #![allow(clippy::unwrap_used)]
 
-use std::fs::File;
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use common::Netns;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng as _;
@@ -26,89 +26,6 @@ const TUNNEL_A: Ipv4Addr = Ipv4Addr::new(100, 96, 0, 1);
 const TUNNEL_B: Ipv4Addr = Ipv4Addr::new(100, 96, 0, 2);
 const PORT: u16 = 51820;
 const TUN: &str = "sntun0";
-
-/// The full path of a tool that may live in an sbin directory missing from `$PATH`.
-fn find_bin(name: &str) -> PathBuf {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
-/// A network namespace kept alive by a bind mount on a file.
-struct Netns {
-    path: PathBuf,
-}
-
-impl Netns {
-    fn new(dir: &Path, name: &str) -> Netns {
-        let path = dir.join(name);
-        File::create(&path).unwrap();
-        let ns = Netns { path };
-        let target = ns.path.clone();
-        // A throwaway thread gets the new namespace; the bind mount outlives it.
-        std::thread::spawn(move || -> nix::Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET)?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-        })
-        .join()
-        .unwrap()
-        .expect("create network namespace");
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut cmd = Command::new(find_bin("nsenter"));
-        cmd.arg(format!("--net={}", self.path.display()))
-            .arg(find_bin(program));
-        cmd
-    }
-
-    fn ip(&self, args: &[&str]) -> Output {
-        let out = self.cmd("ip").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// Runs `f` on a thread that has joined this namespace.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let ns = File::open(&self.path).unwrap();
-        std::thread::spawn(move || {
-            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn ping(&self, to: Ipv4Addr, count: u32, pattern: Option<&str>) -> Output {
-        let mut cmd = self.cmd("ping");
-        cmd.args(["-n", "-c", &count.to_string(), "-W", "2", "-i", "0.2"]);
-        if let Some(pattern) = pattern {
-            cmd.args(["-s", "120", "-p", pattern]);
-        }
-        cmd.arg(to.to_string()).output().unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = umount2(&self.path, MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// Two hosts on 198.51.100.0/24, each with a tunnel (100.96.0.0/24) configured for the other.
 struct Hosts {
