@@ -112,6 +112,7 @@ pub mod dispatch;
 mod engine;
 mod io;
 mod key;
+mod offload;
 mod psk;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -267,10 +268,11 @@ impl Tunnel {
             mtu,
             private_key,
         } = config;
+        let options = io::IoOptions::from_env();
         // The socket first: a port in use should fail before a device exists.
-        let udp = io::bind_udp(listen)?;
+        let udp = io::Udp::bind(listen, &options)?;
         let local_addr = udp.local_addr()?;
-        let tun = io::create_tun(&tun_name, tun_addr, tun_prefix, mtu)?;
+        let tun = io::Tun::create(&tun_name, tun_addr, tun_prefix, mtu, &options)?;
         let tun_name = tun.name().unwrap_or(tun_name);
         let (wake, wake_rx) = UnixDatagram::pair()?;
         wake.set_nonblocking(true)?;
@@ -280,7 +282,7 @@ impl Tunnel {
             engine: Mutex::new(Engine::new(private_key)),
             stop: AtomicBool::new(false),
         });
-        let io = io::Io::new(udp, tun, wake_rx);
+        let io = io::Io::new(udp, tun, wake_rx, options);
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("secnet-tunnel".into())
