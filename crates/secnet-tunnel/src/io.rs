@@ -42,8 +42,9 @@ const TUN_READ_BUF: usize = MAX_IP_PACKET + offload::VNET_HDR_TUNNEL_LEN + 1;
 /// environment variable `SECNET_TUNNEL_IO` turns them off for comparisons and as an escape
 /// hatch: a comma-separated list of `no-gso` (UDP GSO), `no-gro` (UDP GRO), `no-vnet` (TUN
 /// offloads at all), `no-tunnel-gso` (GSO over UDP tunnels on the TUN device), `no-uso`
-/// (UDP segmentation offload on the TUN device), `no-coalesce` (merging what is written to
-/// the TUN device), `no-coalesce-udp` (merging UDP datagrams only), or `off` for all.
+/// (UDP segmentation offload on the TUN device, both ways), `no-coalesce` (merging what is written to
+/// the TUN device), `no-coalesce-udp` (merging UDP datagrams into USO packets),
+/// `no-coalesce-tunnel` (merging VXLAN packets into tunnel GSO packets), or `off` for all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IoOptions {
     pub(crate) udp_gso: bool,
@@ -53,6 +54,7 @@ pub(crate) struct IoOptions {
     pub(crate) uso: bool,
     pub(crate) coalesce_tcp: bool,
     pub(crate) coalesce_udp: bool,
+    pub(crate) coalesce_tunnel: bool,
 }
 
 impl Default for IoOptions {
@@ -65,6 +67,7 @@ impl Default for IoOptions {
             uso: true,
             coalesce_tcp: true,
             coalesce_udp: true,
+            coalesce_tunnel: true,
         }
     }
 }
@@ -88,8 +91,10 @@ impl IoOptions {
                 "no-coalesce" => {
                     o.coalesce_tcp = false;
                     o.coalesce_udp = false;
+                    o.coalesce_tunnel = false;
                 }
                 "no-coalesce-udp" => o.coalesce_udp = false,
+                "no-coalesce-tunnel" => o.coalesce_tunnel = false,
                 "off" => {
                     o = Self {
                         udp_gso: false,
@@ -99,6 +104,7 @@ impl IoOptions {
                         uso: false,
                         coalesce_tcp: false,
                         coalesce_udp: false,
+                        coalesce_tunnel: false,
                     }
                 }
                 other => tracing::warn!(word = other, "unknown SECNET_TUNNEL_IO option"),
@@ -122,6 +128,8 @@ struct Outbox {
     /// Merges what goes to the TUN device, if it takes virtio-net headers.
     coalescer: Option<Coalescer>,
     tun_write_errors: u64,
+    /// The kernel refused a tunnel GSO write: merge no more of them.
+    tunnel_refused: bool,
 }
 
 impl Io {
@@ -150,13 +158,17 @@ impl Io {
         let mut batch = udp::RecvBatch::new();
         let coalesce = CoalesceOptions {
             tcp: self.options.coalesce_tcp,
-            udp: self.options.coalesce_udp && self.options.uso,
+            // The kernel takes USO writes where it offers USO reads (Linux 6.2+).
+            udp: self.options.coalesce_udp && features.offloads & sys::TUN_F_USO4 != 0,
+            udp_tunnel: self.options.coalesce_tunnel
+                && features.vnet_hdr == offload::VNET_HDR_TUNNEL_LEN,
         };
         let mut outbox = Outbox {
             datagrams: udp::SendQueue::new(),
             coalescer: (features.vnet_hdr > 0 && (coalesce.tcp || coalesce.udp))
                 .then(|| Coalescer::new(coalesce)),
             tun_write_errors: 0,
+            tunnel_refused: false,
         };
         let mut next_tick = Instant::now() + TICK;
         while !shared.stopping() {
@@ -218,8 +230,14 @@ impl Io {
     fn flush(&self, engine: &mut Engine, outbox: &mut Outbox) {
         let tun = &self.tun;
         let errors = &mut outbox.tun_write_errors;
+        let refused = &mut outbox.tunnel_refused;
         if let Some(coalescer) = outbox.coalescer.as_mut() {
-            coalescer.flush(&mut |hdr: &VnetHdr, pkt: &[u8]| write_tun(tun, hdr, pkt, errors));
+            coalescer.flush(&mut |hdr: &VnetHdr, pkt: &[u8]| {
+                write_tun(tun, hdr, pkt, errors, refused);
+            });
+            if std::mem::take(refused) {
+                coalescer.disable_udp_tunnel();
+            }
         }
         if !outbox.datagrams.is_empty() {
             outbox.datagrams.flush(&self.udp);
@@ -296,11 +314,31 @@ impl Io {
     }
 }
 
-fn write_tun(tun: &Tun, hdr: &VnetHdr, pkt: &[u8], errors: &mut u64) {
-    if let Err(e) = tun.write(hdr, pkt) {
-        tracing::trace!(error = %e, ?hdr, len = pkt.len(), "TUN write failed");
-        *errors += 1;
+/// Writes one packet to the TUN device, counting failures. A merged VXLAN packet that the
+/// kernel refuses (EINVAL: no GSO over UDP tunnels for writes after all) is split again and
+/// written piece by piece, and `refused` is set so that no more are merged.
+fn write_tun(tun: &Tun, hdr: &VnetHdr, pkt: &[u8], errors: &mut u64, refused: &mut bool) {
+    let Err(e) = tun.write(hdr, pkt) else {
+        return;
+    };
+    let tunnel = hdr.gso_type & (offload::GSO_UDP_TUNNEL_IPV4 | offload::GSO_UDP_TUNNEL_IPV6);
+    if tunnel != 0 && e.raw_os_error() == Some(nix::libc::EINVAL) {
+        tracing::info!("the kernel refuses GSO over UDP tunnels on TUN writes; writing VXLAN packets one by one");
+        *refused = true;
+        let mut copy = pkt.to_vec();
+        let mut scratch = Vec::new();
+        let split = offload::segment(hdr, &mut copy, &mut scratch, |piece| {
+            if tun.write(&VnetHdr::default(), piece).is_err() {
+                *errors += 1;
+            }
+        });
+        if split.is_err() {
+            *errors += 1;
+        }
+        return;
     }
+    tracing::trace!(error = %e, ?hdr, len = pkt.len(), "TUN write failed");
+    *errors += 1;
 }
 
 /// [`Transmit`] into the outbox.
@@ -320,13 +358,31 @@ impl Transmit for Sender<'_> {
     fn write_tun(&mut self, packet: &[u8]) -> bool {
         let tun = self.tun;
         let errors = &mut self.outbox.tun_write_errors;
+        let refused = &mut self.outbox.tunnel_refused;
         match self.outbox.coalescer.as_mut() {
-            Some(c) => c.push(packet, &mut |hdr: &VnetHdr, pkt: &[u8]| {
-                write_tun(tun, hdr, pkt, errors)
-            }),
-            None => write_tun(tun, &VnetHdr::default(), packet, errors),
+            Some(c) => {
+                c.push(packet, &mut |hdr: &VnetHdr, pkt: &[u8]| {
+                    write_tun(tun, hdr, pkt, errors, refused);
+                });
+                if std::mem::take(refused) {
+                    c.disable_udp_tunnel();
+                }
+            }
+            None => write_tun(tun, &VnetHdr::default(), packet, errors, refused),
         }
         // Failures show up at the flush (`Engine::note_tun_write_errors`).
         true
     }
+}
+
+#[cfg(test)]
+#[test]
+fn io_options_parse() {
+    assert_eq!(IoOptions::parse(""), IoOptions::default());
+    let o = IoOptions::parse(" no-gso , no-coalesce-tunnel,bogus");
+    assert!(!o.udp_gso && !o.coalesce_tunnel);
+    assert!(o.udp_gro && o.vnet && o.coalesce_tcp && o.coalesce_udp);
+    let off = IoOptions::parse("off");
+    assert!(!(off.udp_gso || off.udp_gro || off.vnet || off.tunnel_gso || off.uso));
+    assert!(!(off.coalesce_tcp || off.coalesce_udp || off.coalesce_tunnel));
 }

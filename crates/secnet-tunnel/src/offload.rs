@@ -431,26 +431,57 @@ pub(crate) struct CoalesceOptions {
     pub(crate) tcp: bool,
     /// UDP datagrams into USO packets (needs Linux 6.2+).
     pub(crate) udp: bool,
+    /// VXLAN datagrams over IPv4 carrying one TCP flow into packets with GSO over a UDP
+    /// tunnel (needs Linux 6.17+ and the tunnel header layout; see [`TUNNEL_PAD`]).
+    pub(crate) udp_tunnel: bool,
 }
 
-/// The packet being built.
-#[derive(Debug, Clone, Copy)]
-struct Unit {
+/// NOP options put into the outer IPv4 header of a merged VXLAN packet. Linux checks the
+/// offsets of a tunnel GSO packet written to a TUN device as if an Ethernet header came
+/// first (`virtio_net_hdr_tnl_to_skb` wants the outer transport header at 14 + 20 bytes or
+/// more), which a layer-3 device never has; 16 bytes of options (IHL 9) put the UDP header
+/// at 36. The packet only goes up the local stack to the VXLAN device, which strips the
+/// outer header; nothing with these options is ever sent anywhere.
+pub(crate) const TUNNEL_PAD: usize = 16;
+const IPOPT_NOP: u8 = 1;
+const VXLAN_LEN: usize = 8;
+const ETHERNET_LEN: usize = 14;
+
+/// The transport layer of one (inner) IP packet, offsets relative to its IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flow {
     proto: u8,
     v6: bool,
     /// IP header length (the transport header's offset).
     l4: usize,
     /// Transport header length.
     th: usize,
+}
+
+/// The packet being built.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    /// Where the (inner) IP header is: 0, or past the outer IPv4, UDP, VXLAN and Ethernet
+    /// headers of a VXLAN packet (before the [`TUNNEL_PAD`] is inserted).
+    nh: usize,
+    flow: Flow,
     /// Payload size of the first segment: the GSO size.
     mss: usize,
     segments: usize,
     /// TCP: the sequence number the next segment must have.
     next_seq: u32,
-    /// IPv4: the identification of the last segment.
+    /// IPv4: the identification of the last segment (the inner one for VXLAN).
     last_id: u16,
+    /// VXLAN: the outer IPv4 identification of the last segment.
+    last_outer_id: u16,
     /// No more segments may follow (a short one, or PSH).
     closed: bool,
+}
+
+impl Unit {
+    fn tunnel(&self) -> bool {
+        self.nh > 0
+    }
 }
 
 /// Merges runs of packets of one flow into super-packets for the TUN device (see the module
@@ -459,14 +490,17 @@ struct Unit {
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     options: CoalesceOptions,
+    /// [`TUNNEL_PAD`] spare bytes, then the packet being built.
     buf: Vec<u8>,
     unit: Option<Unit>,
 }
 
-/// The fields that must match for two segments to merge (besides what [`Unit`] tracks).
-fn same_flow(a: &[u8], b: &[u8], unit: &Unit) -> bool {
-    let l4 = unit.l4;
-    if unit.v6 {
+/// Whether the IP packets `a` and `b` (each starting at its IP header) belong to one flow
+/// and may merge: the same headers but for lengths, identification, checksums, sequence
+/// number and PSH.
+fn same_flow(a: &[u8], b: &[u8], f: &Flow) -> bool {
+    let l4 = f.l4;
+    if f.v6 {
         // Version, traffic class, flow label; next header, hop limit; addresses.
         if a[..4] != b[..4] || a[6..40] != b[6..40] {
             return false;
@@ -475,77 +509,117 @@ fn same_flow(a: &[u8], b: &[u8], unit: &Unit) -> bool {
         // Version/IHL and TOS; flags/fragment offset, TTL, protocol; addresses.
         return false;
     }
-    if unit.proto == PROTO_TCP {
+    if f.proto == PROTO_TCP {
         // Ports; acknowledgement and data offset; flags but PSH; window; urgent pointer
         // and options.
         a[l4..l4 + 4] == b[l4..l4 + 4]
             && a[l4 + 8..l4 + 13] == b[l4 + 8..l4 + 13]
             && a[l4 + 13] & !TCP_PSH == b[l4 + 13] & !TCP_PSH
             && a[l4 + 14..l4 + 16] == b[l4 + 14..l4 + 16]
-            && a[l4 + 18..l4 + unit.th] == b[l4 + 18..l4 + unit.th]
+            && a[l4 + 18..l4 + f.th] == b[l4 + 18..l4 + f.th]
     } else {
         a[l4..l4 + 4] == b[l4..l4 + 4]
     }
 }
 
-/// The unit `pkt` would start, if it is a candidate at all.
-fn candidate(pkt: &[u8], options: CoalesceOptions) -> Option<Unit> {
-    let first = *pkt.first()?;
+/// The flow of the IP packet `ip` (which must end where the packet ends) if it is something
+/// we merge: IPv4 without options or fragments, or IPv6 without extension headers; TCP data
+/// segments with ACK and maybe PSH, or UDP datagrams; a non-empty payload.
+fn parse_flow(ip: &[u8], tcp: bool, udp: bool) -> Option<(Flow, usize)> {
+    let first = *ip.first()?;
     let (v6, l4, proto) = match first >> 4 {
         4 => {
-            if pkt.len() < 20 || first & 0x0f != 5 || usize::from(get16(pkt, 2)) != pkt.len() {
+            if ip.len() < 20 || first & 0x0f != 5 || usize::from(get16(ip, 2)) != ip.len() {
                 return None;
             }
             // No fragments (MF or an offset).
-            if get16(pkt, 6) & 0x3fff != 0 {
+            if get16(ip, 6) & 0x3fff != 0 {
                 return None;
             }
-            (false, 20, pkt[9])
+            (false, 20, ip[9])
         }
         6 => {
-            if pkt.len() < 40 || usize::from(get16(pkt, 4)) + 40 != pkt.len() {
+            if ip.len() < 40 || usize::from(get16(ip, 4)) + 40 != ip.len() {
                 return None;
             }
-            (true, 40, pkt[6])
+            (true, 40, ip[6])
         }
         _ => return None,
     };
-    let (th, next_seq) = match proto {
-        PROTO_TCP if options.tcp => {
-            let th = usize::from(*pkt.get(l4 + 12)? >> 4) * 4;
-            if th < 20 || l4 + th > pkt.len() {
+    let th = match proto {
+        PROTO_TCP if tcp => {
+            let th = usize::from(*ip.get(l4 + 12)? >> 4) * 4;
+            if th < 20 || l4 + th > ip.len() {
                 return None;
             }
-            let flags = pkt[l4 + 13];
             // Plain data: ACK, maybe PSH (which closes the unit); nothing else.
-            if flags & !TCP_PSH != TCP_ACK {
+            if ip[l4 + 13] & !TCP_PSH != TCP_ACK {
                 return None;
             }
-            let seq = get32(pkt, l4 + 4);
-            (th, seq.wrapping_add((pkt.len() - l4 - th) as u32))
+            th
         }
-        PROTO_UDP if options.udp => {
-            if l4 + 8 > pkt.len() || usize::from(get16(pkt, l4 + 4)) != pkt.len() - l4 {
+        PROTO_UDP if udp => {
+            if l4 + 8 > ip.len() || usize::from(get16(ip, l4 + 4)) != ip.len() - l4 {
                 return None;
             }
-            (8, 0)
+            8
         }
         _ => return None,
     };
-    let mss = pkt.len() - l4 - th;
-    if mss == 0 {
+    let payload = ip.len() - l4 - th;
+    (payload > 0).then_some((Flow { proto, v6, l4, th }, payload))
+}
+
+/// Where the inner IP header of `pkt` is, if `pkt` is IPv4/UDP/VXLAN/Ethernet around an IP
+/// packet (judged by the headers' shape: the VXLAN port is configurable).
+fn vxlan_inner(pkt: &[u8]) -> Option<usize> {
+    let udp = 20;
+    let vxlan = udp + 8;
+    let eth = vxlan + VXLAN_LEN;
+    let nh = eth + ETHERNET_LEN;
+    if pkt.len() < nh + 40 || pkt[0] != 0x45 || pkt[9] != PROTO_UDP {
         return None;
     }
-    let closed = proto == PROTO_TCP && pkt[l4 + 13] & TCP_PSH != 0;
+    // Flags: only I (a VNI is present); reserved bytes zero.
+    let v = &pkt[vxlan..eth];
+    if v[0] != 0x08 || v[1..4] != [0, 0, 0] || v[7] != 0 {
+        return None;
+    }
+    let ethertype = get16(pkt, eth + 12);
+    let version = pkt[nh] >> 4;
+    ((ethertype == 0x0800 && version == 4) || (ethertype == 0x86dd && version == 6)).then_some(nh)
+}
+
+/// The unit `pkt` would start, if it is a candidate at all.
+fn candidate(pkt: &[u8], options: CoalesceOptions) -> Option<Unit> {
+    let (outer, payload) = parse_flow(pkt, options.tcp, options.udp || options.udp_tunnel)?;
+    let tunnel = (options.udp_tunnel && outer.proto == PROTO_UDP && !outer.v6)
+        .then(|| vxlan_inner(pkt))
+        .flatten()
+        .and_then(|nh| Some((nh, parse_flow(&pkt[nh..], true, false)?)));
+    let (nh, flow, mss) = match tunnel {
+        Some((nh, (inner, payload))) => (nh, inner, payload),
+        None if outer.proto == PROTO_UDP && !options.udp => return None,
+        None => (0, outer, payload),
+    };
+    let ip = &pkt[nh..];
+    let (next_seq, closed) = if flow.proto == PROTO_TCP {
+        let seq = get32(ip, flow.l4 + 4);
+        (
+            seq.wrapping_add(mss as u32),
+            ip[flow.l4 + 13] & TCP_PSH != 0,
+        )
+    } else {
+        (0, false)
+    };
     Some(Unit {
-        proto,
-        v6,
-        l4,
-        th,
+        nh,
+        flow,
         mss,
         segments: 1,
         next_seq,
-        last_id: if v6 { 0 } else { get16(pkt, 4) },
+        last_id: if flow.v6 { 0 } else { get16(ip, 4) },
+        last_outer_id: get16(pkt, 4),
         closed,
     })
 }
@@ -554,49 +628,70 @@ impl Coalescer {
     pub(crate) fn new(options: CoalesceOptions) -> Coalescer {
         Coalescer {
             options,
-            buf: Vec::with_capacity(MAX_IP_PACKET),
+            buf: Vec::with_capacity(TUNNEL_PAD + MAX_IP_PACKET),
             unit: None,
         }
     }
 
-    /// Whether `pkt` can join the unit being built.
-    fn fits(&self, unit: &Unit, pkt: &[u8]) -> bool {
-        let Some(next) = candidate(pkt, self.options) else {
-            return false;
-        };
-        let payload = pkt.len() - next.l4 - next.th;
-        !unit.closed
-            && next.proto == unit.proto
-            && next.v6 == unit.v6
-            && next.th == unit.th
+    /// Stops merging VXLAN packets into tunnel GSO packets (the kernel refused one).
+    pub(crate) fn disable_udp_tunnel(&mut self) {
+        self.options.udp_tunnel = false;
+    }
+
+    /// The packet being built (past the spare bytes).
+    fn packet(&self) -> &[u8] {
+        &self.buf[TUNNEL_PAD..]
+    }
+
+    /// Whether `pkt` can join the unit being built; its payload length if so.
+    fn fits(&self, unit: &Unit, pkt: &[u8]) -> Option<usize> {
+        let next = candidate(pkt, self.options)?;
+        let (f, nh) = (unit.flow, unit.nh);
+        let payload = pkt.len() - nh - f.l4 - f.th;
+        let current = self.packet();
+        let room = MAX_IP_PACKET - if unit.tunnel() { TUNNEL_PAD } else { 0 };
+        let fits = !unit.closed
+            && next.nh == nh
+            && next.flow == f
             && payload <= unit.mss
             && unit.segments < MAX_COALESCED_SEGMENTS
-            && self.buf.len() + payload <= MAX_IP_PACKET
-            && (unit.v6 || next.last_id == unit.last_id.wrapping_add(1))
-            && (unit.proto != PROTO_TCP || get32(pkt, unit.l4 + 4) == unit.next_seq)
-            && same_flow(&self.buf, pkt, unit)
+            && current.len() + payload <= room
+            && (f.v6 || next.last_id == unit.last_id.wrapping_add(1))
+            && (f.proto != PROTO_TCP || get32(pkt, nh + f.l4 + 4) == unit.next_seq)
+            && same_flow(&current[nh..], &pkt[nh..], &f)
+            && (!unit.tunnel()
+                || (next.last_outer_id == unit.last_outer_id.wrapping_add(1)
+                    // Outer IPv4 header but lengths, identification and checksum; UDP ports;
+                    // VXLAN and Ethernet headers.
+                    && current[..2] == pkt[..2]
+                    && current[6..10] == pkt[6..10]
+                    && current[12..24] == pkt[12..24]
+                    && current[28..nh] == pkt[28..nh]));
+        fits.then_some(payload)
     }
 
     /// Adds one packet: it joins the packet being built, or that one is written and `pkt`
     /// starts the next (or is written as it is, if it cannot merge with anything).
     pub(crate) fn push(&mut self, pkt: &[u8], write: &mut impl FnMut(&VnetHdr, &[u8])) {
         if let Some(unit) = self.unit {
-            if self.fits(&unit, pkt) {
-                let payload = &pkt[unit.l4 + unit.th..];
-                self.buf.extend_from_slice(payload);
-                let unit = self.unit.as_mut().expect("checked above");
+            if let Some(payload_len) = self.fits(&unit, pkt) {
+                let (f, nh) = (unit.flow, unit.nh);
+                self.buf.extend_from_slice(&pkt[pkt.len() - payload_len..]);
+                let mut unit = unit;
                 unit.segments += 1;
-                if unit.proto == PROTO_TCP {
-                    unit.next_seq = unit.next_seq.wrapping_add(payload.len() as u32);
+                if f.proto == PROTO_TCP {
+                    unit.next_seq = unit.next_seq.wrapping_add(payload_len as u32);
                     // PSH on the merged packet if the last segment had it.
-                    let psh = pkt[unit.l4 + 13] & TCP_PSH;
-                    self.buf[unit.l4 + 13] |= psh;
+                    let psh = pkt[nh + f.l4 + 13] & TCP_PSH;
+                    self.buf[TUNNEL_PAD + nh + f.l4 + 13] |= psh;
                     unit.closed = psh != 0;
                 }
-                if !unit.v6 {
-                    unit.last_id = get16(pkt, 4);
+                if !f.v6 {
+                    unit.last_id = get16(pkt, nh + 4);
                 }
-                unit.closed |= payload.len() < unit.mss;
+                unit.last_outer_id = get16(pkt, 4);
+                unit.closed |= payload_len < unit.mss;
+                self.unit = Some(unit);
                 return;
             }
             self.flush(write);
@@ -604,6 +699,7 @@ impl Coalescer {
         match candidate(pkt, self.options) {
             Some(unit) => {
                 self.buf.clear();
+                self.buf.resize(TUNNEL_PAD, 0);
                 self.buf.extend_from_slice(pkt);
                 self.unit = Some(unit);
             }
@@ -618,36 +714,61 @@ impl Coalescer {
         };
         if unit.segments == 1 {
             // Unchanged, and the kernel checks its checksum as usual.
-            write(&VnetHdr::default(), &self.buf);
+            write(&VnetHdr::default(), &self.buf[TUNNEL_PAD..]);
             return;
         }
-        let pkt = &mut self.buf[..];
-        fix_ip(pkt, 0, 0);
-        let l4_len = pkt.len() - unit.l4;
-        let csum_offset = if unit.proto == PROTO_TCP { 16 } else { 6 };
-        if unit.proto == PROTO_UDP {
-            put16(pkt, unit.l4 + 4, l4_len as u16);
+        let f = unit.flow;
+        let (pkt, nh) = if unit.tunnel() {
+            // Make room for the options: the outer IPv4 header moves into the spare bytes.
+            self.buf.copy_within(TUNNEL_PAD..TUNNEL_PAD + 20, 0);
+            self.buf[20..20 + TUNNEL_PAD].fill(IPOPT_NOP);
+            self.buf[0] = 0x40 | ((20 + TUNNEL_PAD) / 4) as u8;
+            let pkt = &mut self.buf[..];
+            fix_ip(pkt, 0, 0);
+            let outer_th = 20 + TUNNEL_PAD;
+            let udp_len = (pkt.len() - outer_th) as u16;
+            put16(pkt, outer_th + 4, udp_len);
+            // No outer checksum (allowed over IPv4): nothing checks it on the way up, and a
+            // partial one would need the tunnel checksum offload as well.
+            put16(pkt, outer_th + 6, 0);
+            (pkt, unit.nh + TUNNEL_PAD)
+        } else {
+            (&mut self.buf[TUNNEL_PAD..], 0)
+        };
+        fix_ip(pkt, nh, 0);
+        let l4 = nh + f.l4;
+        let l4_len = pkt.len() - l4;
+        let csum_offset = if f.proto == PROTO_TCP { 16 } else { 6 };
+        if f.proto == PROTO_UDP {
+            put16(pkt, l4 + 4, l4_len as u16);
         }
         // A partial checksum: the pseudo-header sum, which the kernel completes per segment
         // if it ever splits the packet again, and otherwise trusts (the tunnel authenticated
         // every byte of it).
-        let (src, dst) = addresses(pkt);
-        let partial = fold(pseudo_sum(src, dst, unit.proto, l4_len));
-        put16(pkt, unit.l4 + csum_offset, partial);
-        let gso_type = match (unit.proto, unit.v6) {
+        let (src, dst) = addresses(&pkt[nh..]);
+        let partial = fold(pseudo_sum(src, dst, f.proto, l4_len));
+        put16(pkt, l4 + csum_offset, partial);
+        let mut gso_type = match (f.proto, f.v6) {
             (PROTO_TCP, false) => GSO_TCPV4,
             (PROTO_TCP, true) => GSO_TCPV6,
             _ => GSO_UDP_L4,
         };
+        if unit.tunnel() {
+            gso_type |= GSO_UDP_TUNNEL_IPV4;
+        }
         let hdr = VnetHdr {
             flags: F_NEEDS_CSUM,
             gso_type,
-            hdr_len: (unit.l4 + unit.th) as u16,
+            hdr_len: (l4 + f.th) as u16,
             gso_size: unit.mss as u16,
-            csum_start: unit.l4 as u16,
+            csum_start: l4 as u16,
             csum_offset: csum_offset as u16,
-            outer_th: 0,
-            inner_nh: 0,
+            outer_th: if unit.tunnel() {
+                (20 + TUNNEL_PAD) as u16
+            } else {
+                0
+            },
+            inner_nh: nh as u16,
         };
         write(&hdr, pkt);
     }
