@@ -410,15 +410,36 @@ pub(crate) fn segment(
         if let Some(outer_th) = l.outer_th {
             fix_ip(seg, 0, delta);
             put16(seg, outer_th + 4, (len - outer_th) as u16);
+            put16(seg, outer_th + 6, 0);
             if l.outer_csum {
-                l4_checksum(seg, 0, outer_th, PROTO_UDP);
-            } else {
-                put16(seg, outer_th + 6, 0);
+                outer_udp_checksum(seg, &l, outer_th);
             }
         }
         emit(seg);
     }
     Ok(pieces)
+}
+
+/// The outer UDP checksum of a tunnel segment whose inner transport checksum is already
+/// set (the outer field must be 0). The inner transport segment, its checksum included,
+/// sums to the complement of its pseudo-header sum, so only the headers in between need
+/// adding up (Linux calls this local checksum offload), as long as the inner segment starts
+/// at an even distance from the outer UDP header.
+fn outer_udp_checksum(seg: &mut [u8], l: &Layout, outer_th: usize) {
+    if (l.l4 - outer_th) % 2 != 0 {
+        l4_checksum(seg, 0, outer_th, PROTO_UDP);
+        return;
+    }
+    let (src, dst) = addresses(&seg[l.nh..]);
+    let inner = !fold(pseudo_sum(src, dst, l.proto, seg.len() - l.l4));
+    let (src, dst) = addresses(seg);
+    let mut acc = pseudo_sum(src, dst, PROTO_UDP, seg.len() - outer_th);
+    acc = sum(&seg[outer_th..l.l4], acc) + u64::from(inner);
+    let c = match !fold(acc) {
+        0 => 0xffff,
+        c => c,
+    };
+    put16(seg, outer_th + 6, c);
 }
 
 // ---------------------------------------------------------------------------------------
