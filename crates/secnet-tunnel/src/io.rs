@@ -8,7 +8,41 @@
 //! super-packets for the TUN device. One thread for both directions keeps the `Tunn`s
 //! single-owner and the ordering per peer trivial.
 //!
-//! What each piece is worth, measured, is in the crate docs (`lib.rs`, "I/O").
+//! # What each piece is worth
+//!
+//! The bed in `tests/throughput.rs` with `SECNET_BENCH_VARIANTS` (the tunnels restarted
+//! with each `SECNET_TUNNEL_IO` value in turn), one TCP stream, 6 s runs, 2 rounds, medians
+//! in Gbit/s; 2 vCPUs, Linux 6.18, load average 0.6–2.9 from other work:
+//!
+//! | `SECNET_TUNNEL_IO` | TCP over the tunnel | VXLAN over the tunnel |
+//! |---|---|---|
+//! | (all on) | 3.56 | 4.13 |
+//! | `no-coalesce-tunnel` (VXLAN merged as USO instead) | 3.81 | 2.42 |
+//! | `no-coalesce` (every packet written alone) | 1.43 | 0.72 |
+//! | `no-tunnel-gso` (the kernel splits VXLAN bursts; TUN queue drops) | 3.98 | 1.65 |
+//! | `no-gro` (one datagram per `recvmmsg` slot) | 2.62 | 1.95 |
+//! | `no-gso` (`sendmmsg`, one datagram per message) | 1.45 | 1.13 |
+//! | `no-vnet` (plain TUN packets; UDP GSO/GRO still on) | 1.36 | 0.84 |
+//! | `off` (one packet per syscall, `recvmmsg`) | 0.89 | 0.59 |
+//!
+//! (The TCP column varies ±15% between runs of the same variant; the tunnel-only options
+//! do not touch that path.) Without the tunnel GSO read, the kernel segments the VXLAN
+//! device's bursts before the TUN queue (500 packets) and overflows it: 40,000 TCP
+//! retransmissions in 6 s. Merging VXLAN-carried TCP into tunnel GSO writes needs a trick:
+//! see `offload::TUNNEL_PAD`.
+//!
+//! # What did not pay
+//!
+//! - **Two threads per tunnel** (one per direction, sharing the engine): 3.06 → 3.42 Gbit/s
+//!   for VXLAN over the tunnel under heavy load from other work (load average 4–7), but
+//!   0.27 → 0.32 cores per Gbit/s: the apparent gain is a larger share of a contended CPU,
+//!   not less work, and both vCPUs are already busy with the stream's four threads (iperf3
+//!   client and server, two tunnel threads; `/proc/stat` shows no idle time during a run).
+//!   Not kept.
+//! - **Multiple TUN queues** (`IFF_MULTI_QUEUE`): they only spread flows over more threads,
+//!   which the point above rules out on 2 vCPUs; not built.
+//! - `recvmmsg` alone, before the offloads, changed nothing measurable (the first loop
+//!   already had it): batching system calls saves entries, not per-packet kernel work.
 
 mod sys;
 mod tun;
