@@ -69,8 +69,9 @@ const TICK: Duration = Duration::from_millis(100);
 const UDP_BUDGET: usize = 1024;
 /// TUN reads per wake-up before looking at the socket (each read up to 64 KiB).
 const TUN_BUDGET: usize = 32;
-/// Largest read from the TUN device: a 64 KiB packet and its header.
-const TUN_READ_BUF: usize = MAX_IP_PACKET + offload::VNET_HDR_TUNNEL_LEN + 1;
+/// Read buffer for the TUN device: a 64 KiB packet and its header, with room to spare so
+/// that a read that fills it can be recognised as truncated.
+const TUN_READ_BUF: usize = 2 * MAX_IP_PACKET;
 
 /// Which batching and offloads the tunnel uses. All on by default, each still probed; the
 /// environment variable `SECNET_TUNNEL_IO` turns them off for comparisons and as an escape
@@ -327,6 +328,11 @@ impl Io {
                     break;
                 }
             };
+            if n == buf.len() {
+                // Larger than any IP packet: truncated, and nothing to route.
+                engine.note_no_route();
+                continue;
+            }
             let mut tx = self.sender(outbox);
             if hdr_len == 0 {
                 engine.handle_tun_packet(&buf[..n], &mut tx);

@@ -25,7 +25,8 @@
 //!   `SECNET_TUNNEL_IO` to compare (see the crate docs), e.g. `;off` compares the default
 //!   with every I/O feature off. The tunnels are restarted with each variant for each run.
 //!
-//! For each run it records Gbit/s (received), the CPU time both tunnels used (the test
+//! Before the runs of each path (and variant) it pings the server 200 times, 5 ms apart, for
+//! the idle round-trip time (median and p99). For each run it records Gbit/s (received), the CPU time both tunnels used (the test
 //! process runs nothing else) as a share of one core, and the UDP receive errors
 //! (`RcvbufErrors` + `InErrors` from `/proc/net/snmp`) in the receiving namespace. Each run
 //! is also printed as one `RESULT` line, for scripts that interleave several builds.
@@ -225,6 +226,35 @@ impl Bed {
         self.tunnels = Some((ta, tb));
     }
 
+    /// Idle round-trip time over `path`: 200 pings 5 ms apart, (median, p99) in ms.
+    fn rtt(&self, path: &Path) -> (f64, f64) {
+        let out = self
+            .a
+            .cmd("ping")
+            .args(["-n", "-c", "200", "-i", "0.005", "-W", "1"])
+            .arg(path.server.to_string())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut times: Vec<f64> = text
+            .lines()
+            .filter_map(|l| {
+                l.split("time=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        if times.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let p99 = times[((times.len() * 99) / 100).min(times.len() - 1)];
+        (median(times), p99)
+    }
+
     /// One iperf3 run; `None` if it failed (printed).
     fn run(&self, path: &Path, streams: u32, reverse: bool, secs: u32) -> Option<Run> {
         let (receiver, sender) = if reverse {
@@ -402,6 +432,8 @@ fn throughput() {
     );
     // (path, variant, streams, reverse) -> runs
     let mut results: BTreeMap<(usize, usize, u32, bool), Vec<Run>> = BTreeMap::new();
+    // (path, variant) -> idle ping RTTs (median, p99) in ms
+    let mut rtts: BTreeMap<(usize, usize), Vec<(f64, f64)>> = BTreeMap::new();
     for round in 0..rounds {
         for (pi, path) in paths.iter().enumerate() {
             for (vi, variant) in variants.iter().enumerate() {
@@ -412,6 +444,14 @@ fn throughput() {
                     bed.start_tunnels(variant);
                     current_variant.clone_from(variant);
                 }
+                let (rtt_median, rtt_p99) = bed.rtt(path);
+                println!(
+                    "RTT round={round} path={} io={variant:?} median_ms={rtt_median:.3} p99_ms={rtt_p99:.3}",
+                    path.name
+                );
+                rtts.entry((pi, vi))
+                    .or_default()
+                    .push((rtt_median, rtt_p99));
                 for &n in &streams {
                     for &rev in directions {
                         let Some(run) = bed.run(path, n, rev, secs) else {
@@ -464,6 +504,22 @@ fn throughput() {
             runs.iter().map(|r| r.udp_rx_errors).max().unwrap_or(0),
             runs.iter().map(|r| r.udp_tx_errors).max().unwrap_or(0),
             median(runs.iter().map(|r| r.retransmits as f64).collect()),
+        );
+    }
+    println!();
+    println!("| path | SECNET_TUNNEL_IO | idle RTT median (ms) | idle RTT p99 (ms) |");
+    println!("|---|---|---|---|");
+    for ((pi, vi), values) in &rtts {
+        println!(
+            "| {} | {} | {:.3} | {:.3} |",
+            paths[*pi].name,
+            if paths[*pi].tunnel {
+                format!("`{}`", variants[*vi])
+            } else {
+                "-".into()
+            },
+            median(values.iter().map(|v| v.0).collect()),
+            median(values.iter().map(|v| v.1).collect()),
         );
     }
 }
