@@ -668,13 +668,14 @@ impl Coalescer {
     fn fits(&self, unit: &Unit, pkt: &[u8]) -> Option<usize> {
         let next = candidate(pkt, self.options)?;
         let (f, nh) = (unit.flow, unit.nh);
-        let payload = pkt.len() - nh - f.l4 - f.th;
+        if unit.closed || next.nh != nh || next.flow != f {
+            return None;
+        }
+        // The same layers as the unit: `next.mss` is this packet's payload.
+        let payload = next.mss;
         let current = self.packet();
         let room = MAX_IP_PACKET - if unit.tunnel() { TUNNEL_PAD } else { 0 };
-        let fits = !unit.closed
-            && next.nh == nh
-            && next.flow == f
-            && payload <= unit.mss
+        let fits = payload <= unit.mss
             && unit.segments < MAX_COALESCED_SEGMENTS
             && current.len() + payload <= room
             && (f.v6 || next.last_id == unit.last_id.wrapping_add(1))
