@@ -685,6 +685,26 @@ impl Engine {
     pub(crate) fn counters(&self) -> Counters {
         self.counters
     }
+
+    /// A datagram handed to [`Transmit::send_datagram`] that the socket did not take after
+    /// all (the I/O loop sends in batches and learns this later): counted as a send error,
+    /// and taken off the sent bytes of the peer it was for.
+    pub(crate) fn note_unsent(&mut self, to: SocketAddr, bytes: usize) {
+        self.counters.send_errors += 1;
+        if let Some(peer) = self.peers.values_mut().find(|p| p.endpoint() == to) {
+            peer.tx_bytes = peer.tx_bytes.saturating_sub(bytes as u64);
+        }
+    }
+
+    /// Packets handed to [`Transmit::write_tun`] that the device did not take after all.
+    pub(crate) fn note_tun_write_errors(&mut self, count: u64) {
+        self.counters.tun_write_errors += count;
+    }
+
+    /// A packet read from the TUN device that could not be taken apart (see `offload`).
+    pub(crate) fn note_no_route(&mut self) {
+        self.counters.no_route += 1;
+    }
 }
 
 fn send_to_peer(

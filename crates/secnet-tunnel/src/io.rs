@@ -1,103 +1,210 @@
 //! The I/O thread: one `poll` over the UDP socket, the TUN device and a wake-up socket.
 //!
-//! Each wake-up drains up to [`BURST`] datagrams (read [`RECV_BATCH`] at a time with
-//! `recvmmsg`) and [`BURST`] TUN packets through the engine (under its lock, released while
-//! sleeping), then runs the timers and resets the handshake rate limiter when due (every
-//! [`TICK`]). Both descriptors are non-blocking. One thread for both directions keeps the
-//! `Tunn`s single-owner and the ordering per peer trivial.
+//! Each wake-up drains a budget of datagrams (read [`RECV_BATCH`](udp::RECV_BATCH) messages
+//! at a time with `recvmmsg`, each message a UDP GRO batch) and of TUN packets through the
+//! engine (under its lock, released while sleeping), then runs the timers and resets the
+//! handshake rate limiter when due (every [`TICK`]). Whatever the engine sends is queued and
+//! leaves in batches: sealed datagrams with UDP GSO, opened packets merged into
+//! super-packets for the TUN device. One thread for both directions keeps the `Tunn`s
+//! single-owner and the ordering per peer trivial.
 //!
-//! Measured (two namespaces over veth, 2 vCPUs, release build, one TCP stream, MTU 1420):
-//! about 1.0–1.2 Gbit/s, against about 13 Gbit/s for plain TCP over the same veth. Each I/O
-//! thread spends about 85% of its time in the kernel: a UDP send over veth runs the peer's
-//! whole receive path, and a TUN write the whole TCP receive path, once per 1420-byte
-//! packet. `recvmmsg` alone changed nothing measurable, and `sendmmsg` would save syscall
-//! entries, not that work; the gain is in fewer, larger packets (TUN `IFF_VNET_HDR` with
-//! TSO/GRO, UDP GSO/GRO), which is the next increment.
+//! # What each piece is worth
+//!
+//! The bed in `tests/throughput.rs` with `SECNET_BENCH_VARIANTS` (the tunnels restarted
+//! with each `SECNET_TUNNEL_IO` value in turn), one TCP stream, 6 s runs, 2 rounds, medians
+//! in Gbit/s; 2 vCPUs, Linux 6.18, load average 0.6–2.9 from other work:
+//!
+//! | `SECNET_TUNNEL_IO` | TCP over the tunnel | VXLAN over the tunnel |
+//! |---|---|---|
+//! | (all on) | 3.56 | 4.13 |
+//! | `no-coalesce-tunnel` (VXLAN merged as USO instead) | 3.81 | 2.42 |
+//! | `no-coalesce` (every packet written alone) | 1.43 | 0.72 |
+//! | `no-tunnel-gso` (the kernel splits VXLAN bursts; TUN queue drops) | 3.98 | 1.65 |
+//! | `no-gro` (one datagram per `recvmmsg` slot) | 2.62 | 1.95 |
+//! | `no-gso` (`sendmmsg`, one datagram per message) | 1.45 | 1.13 |
+//! | `no-vnet` (plain TUN packets; UDP GSO/GRO still on) | 1.36 | 0.84 |
+//! | `off` (one packet per syscall, `recvmmsg`) | 0.89 | 0.59 |
+//!
+//! (The TCP column varies ±15% between runs of the same variant; the tunnel-only options
+//! do not touch that path.) Without the tunnel GSO read, the kernel segments the VXLAN
+//! device's bursts before the TUN queue (500 packets) and overflows it: 40,000 TCP
+//! retransmissions in 6 s. Merging VXLAN-carried TCP into tunnel GSO writes needs a trick:
+//! see `offload::TUNNEL_PAD`.
+//!
+//! # What did not pay
+//!
+//! - **Two threads per tunnel** (one per direction, sharing the engine): 3.06 → 3.42 Gbit/s
+//!   for VXLAN over the tunnel under heavy load from other work (load average 4–7), but
+//!   0.27 → 0.32 cores per Gbit/s: the apparent gain is a larger share of a contended CPU,
+//!   not less work, and both vCPUs are already busy with the stream's four threads (iperf3
+//!   client and server, two tunnel threads; `/proc/stat` shows no idle time during a run).
+//!   Not kept.
+//! - **Multiple TUN queues** (`IFF_MULTI_QUEUE`): they only spread flows over more threads,
+//!   which the point above rules out on 2 vCPUs; not built.
+//! - `recvmmsg` alone, before the offloads, changed nothing measurable (the first loop
+//!   already had it): batching system calls saves entries, not per-packet kernel work.
 
-use std::io::{self, ErrorKind, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+mod sys;
+mod tun;
+mod udp;
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrStorage};
-use tun_rs::{DeviceBuilder, SyncDevice};
 
-use crate::engine::Transmit;
-use crate::{Shared, TunnelError};
+use crate::engine::{Engine, Transmit};
+use crate::offload::{self, CoalesceOptions, Coalescer, VnetHdr, MAX_IP_PACKET};
+use crate::Shared;
 
-/// Socket buffer size we ask for (the FORCE variants bypass `net.core.[rw]mem_max` as root).
-const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) use tun::Tun;
+pub(crate) use udp::Udp;
+
 /// How often the peers' timers run.
 const TICK: Duration = Duration::from_millis(100);
-/// Packets handled per source per wake-up before looking at the other one.
-const BURST: usize = 64;
-/// Datagrams received per `recvmmsg` call.
-const RECV_BATCH: usize = 32;
-/// How long a send waits for room in a full socket buffer before the datagram is dropped.
-const SEND_WAIT_MS: u8 = 5;
-/// Largest datagram or packet we read.
-const READ_BUF: usize = 65_536;
+/// Datagrams handled per wake-up before looking at the TUN device.
+const UDP_BUDGET: usize = 1024;
+/// TUN reads per wake-up before looking at the socket (each read up to 64 KiB).
+const TUN_BUDGET: usize = 32;
+/// Read buffer for the TUN device: a 64 KiB packet and its header, with room to spare so
+/// that a read that fills it can be recognised as truncated.
+const TUN_READ_BUF: usize = 2 * MAX_IP_PACKET;
 
-/// Binds the UDP socket and enlarges its buffers.
-pub(crate) fn bind_udp(listen: SocketAddr) -> Result<UdpSocket, TunnelError> {
-    let udp = UdpSocket::bind(listen).map_err(|source| TunnelError::Bind {
-        addr: listen,
-        source,
-    })?;
-    if setsockopt(&udp, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
-        setsockopt(&udp, sockopt::RcvBuf, &SOCKET_BUFFER).map_err(io::Error::from)?;
-    }
-    if setsockopt(&udp, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
-        setsockopt(&udp, sockopt::SndBuf, &SOCKET_BUFFER).map_err(io::Error::from)?;
-    }
-    udp.set_nonblocking(true)?;
-    Ok(udp)
+/// Which batching and offloads the tunnel uses. All on by default, each still probed; the
+/// environment variable `SECNET_TUNNEL_IO` turns them off for comparisons and as an escape
+/// hatch: a comma-separated list of `no-gso` (UDP GSO), `no-gro` (UDP GRO), `no-vnet` (TUN
+/// offloads at all), `no-tunnel-gso` (GSO over UDP tunnels on the TUN device), `no-uso`
+/// (UDP segmentation offload on the TUN device, both ways), `no-coalesce` (merging what is written to
+/// the TUN device), `no-coalesce-udp` (merging UDP datagrams into USO packets),
+/// `no-coalesce-tunnel` (merging VXLAN packets into tunnel GSO packets), or `off` for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IoOptions {
+    pub(crate) udp_gso: bool,
+    pub(crate) udp_gro: bool,
+    pub(crate) vnet: bool,
+    pub(crate) tunnel_gso: bool,
+    pub(crate) uso: bool,
+    pub(crate) coalesce_tcp: bool,
+    pub(crate) coalesce_udp: bool,
+    pub(crate) coalesce_tunnel: bool,
 }
 
-/// Creates the TUN device (layer 3, no packet information), addresses it and brings it up.
-pub(crate) fn create_tun(
-    name: &str,
-    addr: Ipv4Addr,
-    prefix: u8,
-    mtu: u32,
-) -> Result<SyncDevice, TunnelError> {
-    let tun_error = |source| TunnelError::Tun {
-        name: name.to_owned(),
-        source,
-    };
-    let mtu = u16::try_from(mtu)
-        .map_err(|_| TunnelError::InvalidConfig(format!("MTU {mtu} does not fit 16 bits")))?;
-    let tun = DeviceBuilder::new()
-        .name(name)
-        .ipv4(addr, prefix, None)
-        .mtu(mtu)
-        .packet_information(false)
-        .enable(true)
-        .build_sync()
-        .map_err(tun_error)?;
-    tun.set_nonblocking(true).map_err(tun_error)?;
-    Ok(tun)
+impl Default for IoOptions {
+    fn default() -> Self {
+        Self {
+            udp_gso: true,
+            udp_gro: true,
+            vnet: true,
+            tunnel_gso: true,
+            uso: true,
+            coalesce_tcp: true,
+            coalesce_udp: true,
+            coalesce_tunnel: true,
+        }
+    }
+}
+
+impl IoOptions {
+    /// The options `SECNET_TUNNEL_IO` asks for (see the type's docs); unknown words are
+    /// logged and ignored.
+    pub(crate) fn from_env() -> Self {
+        Self::parse(&std::env::var("SECNET_TUNNEL_IO").unwrap_or_default())
+    }
+
+    pub(crate) fn parse(spec: &str) -> Self {
+        let mut o = Self::default();
+        for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "no-gso" => o.udp_gso = false,
+                "no-gro" => o.udp_gro = false,
+                "no-vnet" => o.vnet = false,
+                "no-tunnel-gso" => o.tunnel_gso = false,
+                "no-uso" => o.uso = false,
+                "no-coalesce" => {
+                    o.coalesce_tcp = false;
+                    o.coalesce_udp = false;
+                    o.coalesce_tunnel = false;
+                }
+                "no-coalesce-udp" => o.coalesce_udp = false,
+                "no-coalesce-tunnel" => o.coalesce_tunnel = false,
+                "off" => {
+                    o = Self {
+                        udp_gso: false,
+                        udp_gro: false,
+                        vnet: false,
+                        tunnel_gso: false,
+                        uso: false,
+                        coalesce_tcp: false,
+                        coalesce_udp: false,
+                        coalesce_tunnel: false,
+                    }
+                }
+                other => tracing::warn!(word = other, "unknown SECNET_TUNNEL_IO option"),
+            }
+        }
+        o
+    }
 }
 
 /// The descriptors the I/O thread owns; dropping it closes them (and so removes the device).
 pub(crate) struct Io {
-    udp: UdpSocket,
-    tun: SyncDevice,
+    udp: Udp,
+    tun: Tun,
     wake: UnixDatagram,
+    options: IoOptions,
+}
+
+/// What the engine's output goes through between flushes.
+struct Outbox {
+    datagrams: udp::SendQueue,
+    /// Merges what goes to the TUN device, if it takes virtio-net headers.
+    coalescer: Option<Coalescer>,
+    tun_write_errors: u64,
+    /// The kernel refused a tunnel GSO write: merge no more of them.
+    tunnel_refused: bool,
 }
 
 impl Io {
-    pub(crate) fn new(udp: UdpSocket, tun: SyncDevice, wake: UnixDatagram) -> Self {
-        Self { udp, tun, wake }
+    pub(crate) fn new(udp: Udp, tun: Tun, wake: UnixDatagram, options: IoOptions) -> Self {
+        Self {
+            udp,
+            tun,
+            wake,
+            options,
+        }
     }
 
     /// The loop; returns when asked to stop, or on an error poll cannot recover from.
     pub(crate) fn run(self, shared: &Shared) -> io::Result<()> {
-        let mut buf = vec![0u8; READ_BUF];
-        let mut batch = RecvBatch::new();
+        let features = self.tun.features();
+        tracing::info!(
+            udp_gso = self.udp.gso(),
+            udp_gro = self.udp.gro(),
+            tun_vnet_hdr = features.vnet_hdr,
+            tun_offloads = format_args!("{:#x}", features.offloads),
+            "tunnel I/O"
+        );
+        let mut tun_buf = vec![0u8; TUN_READ_BUF];
+        let mut segment_buf = Vec::new();
+        let mut wake_buf = [0u8; 64];
+        let mut batch = udp::RecvBatch::new();
+        let coalesce = CoalesceOptions {
+            tcp: self.options.coalesce_tcp,
+            // The kernel takes USO writes where it offers USO reads (Linux 6.2+).
+            udp: self.options.coalesce_udp && features.offloads & sys::TUN_F_USO4 != 0,
+            udp_tunnel: self.options.coalesce_tunnel
+                && features.vnet_hdr == offload::VNET_HDR_TUNNEL_LEN,
+        };
+        let mut outbox = Outbox {
+            datagrams: udp::SendQueue::new(),
+            coalescer: (features.vnet_hdr > 0 && (coalesce.tcp || coalesce.udp))
+                .then(|| Coalescer::new(coalesce)),
+            tun_write_errors: 0,
+            tunnel_refused: false,
+        };
         let mut next_tick = Instant::now() + TICK;
         while !shared.stopping() {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -107,7 +214,7 @@ impl Io {
                 let mut fds = [
                     PollFd::new(self.udp.as_fd(), readable),
                     PollFd::new(self.tun.as_fd(), readable),
-                    PollFd::new(self.wake.as_fd(), readable),
+                    PollFd::new(std::os::fd::AsFd::as_fd(&self.wake), readable),
                 ];
                 match poll(&mut fds, PollTimeout::from(wait_ms)) {
                     Ok(_) => {}
@@ -121,154 +228,201 @@ impl Io {
                 (ready(&fds[0]), ready(&fds[1]), ready(&fds[2]))
             };
             if wake_ready {
-                while self.wake.recv(&mut buf).is_ok() {}
+                while self.wake.recv(&mut wake_buf).is_ok() {}
                 if shared.stopping() {
                     break;
                 }
             }
             let mut engine = shared.engine();
-            let mut tx = Sender {
-                udp: &self.udp,
-                tun: &self.tun,
-            };
             if udp_ready {
-                let mut handled = 0;
-                while handled < BURST {
-                    match batch.recv(&self.udp) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            for (data, from) in batch.datagrams() {
-                                engine.handle_datagram(from, data, &mut tx);
-                            }
-                            handled += n;
-                            if n < RECV_BATCH {
-                                break;
-                            }
-                        }
-                        Err(Errno::EAGAIN) => break,
-                        Err(Errno::EINTR) => {}
-                        Err(e) => {
-                            // ICMP errors queued on the socket and the like: not fatal.
-                            tracing::debug!(error = %e, "UDP receive error");
-                            break;
-                        }
-                    }
-                }
+                self.drain_network(&mut engine, &mut batch, &mut outbox);
             }
             if tun_ready {
-                for _ in 0..BURST {
-                    match self.tun.recv(&mut buf) {
-                        Ok(n) => engine.handle_tun_packet(&buf[..n], &mut tx),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "TUN read error");
-                            break;
-                        }
-                    }
-                }
+                self.drain_tun(&mut engine, &mut tun_buf, &mut segment_buf, &mut outbox);
             }
             let now = Instant::now();
             if now >= next_tick {
-                engine.tick(&mut tx);
+                engine.tick(&mut self.sender(&mut outbox));
                 // Cheap, and boringtun only resets once a second has passed since the last
                 // reset, so calling it every tick gives a reset every 1.0–1.1 s.
                 engine.reset_rate_limiter();
                 next_tick = now + TICK;
             }
+            self.flush(&mut engine, &mut outbox);
         }
         Ok(())
     }
-}
 
-/// Buffers for one `recvmmsg` call and what it returned.
-struct RecvBatch {
-    buffers: Vec<Vec<u8>>,
-    received: Vec<(usize, Option<SocketAddr>)>,
-}
-
-impl RecvBatch {
-    fn new() -> Self {
-        Self {
-            buffers: (0..RECV_BATCH).map(|_| vec![0u8; READ_BUF]).collect(),
-            received: Vec::with_capacity(RECV_BATCH),
+    fn sender<'a>(&'a self, outbox: &'a mut Outbox) -> Sender<'a> {
+        Sender {
+            udp: &self.udp,
+            tun: &self.tun,
+            outbox,
         }
     }
 
-    /// Receives up to [`RECV_BATCH`] datagrams without blocking; `EAGAIN` when none wait.
-    fn recv(&mut self, udp: &UdpSocket) -> nix::Result<usize> {
-        self.received.clear();
-        // Fresh headers each call: the kernel shrinks each header's address length to the
-        // last sender's, and nix does not restore it.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, None);
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-            .buffers
-            .iter_mut()
-            .map(|b| [IoSliceMut::new(b)])
-            .collect();
-        let results = recvmmsg(
-            udp.as_raw_fd(),
-            &mut headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        )?;
-        for message in results {
-            let from = message.address.as_ref().and_then(to_socket_addr);
-            self.received.push((message.bytes, from));
+    /// Sends the queued datagrams, writes the packet being merged, and books the failures.
+    fn flush(&self, engine: &mut Engine, outbox: &mut Outbox) {
+        let tun = &self.tun;
+        let errors = &mut outbox.tun_write_errors;
+        let refused = &mut outbox.tunnel_refused;
+        if let Some(coalescer) = outbox.coalescer.as_mut() {
+            coalescer.flush(&mut |hdr: &VnetHdr, pkt: &[u8]| {
+                write_tun(tun, hdr, pkt, errors, refused);
+            });
+            if std::mem::take(refused) {
+                coalescer.disable_udp_tunnel();
+            }
         }
-        Ok(self.received.len())
+        if !outbox.datagrams.is_empty() {
+            outbox.datagrams.flush(&self.udp);
+        }
+        for (to, bytes) in outbox.datagrams.take_failures() {
+            engine.note_unsent(to, bytes);
+        }
+        engine.note_tun_write_errors(std::mem::take(&mut outbox.tun_write_errors));
     }
 
-    /// The datagrams of the last [`RecvBatch::recv`] whose sender is known.
-    fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.received
-            .iter()
-            .zip(&self.buffers)
-            .filter_map(|(&(len, from), buf)| Some((buf.get(..len)?, from?)))
+    /// Datagrams from the socket, up to [`UDP_BUDGET`].
+    fn drain_network(&self, engine: &mut Engine, batch: &mut udp::RecvBatch, outbox: &mut Outbox) {
+        let mut handled = 0;
+        while handled < UDP_BUDGET {
+            match batch.recv(&self.udp) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut tx = self.sender(outbox);
+                    for (data, from) in batch.datagrams() {
+                        engine.handle_datagram(from, data, &mut tx);
+                    }
+                    // Out before the next batch: the receiving application gets going.
+                    self.flush(engine, outbox);
+                    handled += n;
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    // ICMP errors queued on the socket and the like: not fatal.
+                    tracing::debug!(error = %e, "UDP receive error");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Packets from the TUN device, up to [`TUN_BUDGET`] reads; super-packets are split.
+    fn drain_tun(
+        &self,
+        engine: &mut Engine,
+        buf: &mut [u8],
+        segment_buf: &mut Vec<u8>,
+        outbox: &mut Outbox,
+    ) {
+        let hdr_len = self.tun.features().vnet_hdr;
+        for _ in 0..TUN_BUDGET {
+            let n = match self.tun.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TUN read error");
+                    break;
+                }
+            };
+            if n == buf.len() {
+                // Larger than any IP packet: truncated, and nothing to route.
+                engine.note_no_route();
+                continue;
+            }
+            let mut tx = self.sender(outbox);
+            if hdr_len == 0 {
+                engine.handle_tun_packet(&buf[..n], &mut tx);
+                continue;
+            }
+            let Some(hdr) = VnetHdr::parse(&buf[..n], hdr_len) else {
+                engine.note_no_route();
+                continue;
+            };
+            let pkt = &mut buf[hdr_len..n];
+            let split = offload::segment(&hdr, pkt, segment_buf, |segment| {
+                engine.handle_tun_packet(segment, &mut tx);
+            });
+            if let Err(error) = split {
+                tracing::debug!(?error, ?hdr, len = n - hdr_len, "TUN packet not split");
+                engine.note_no_route();
+            }
+        }
     }
 }
 
-fn to_socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+/// Writes one packet to the TUN device, counting failures. A merged VXLAN packet that the
+/// kernel refuses (EINVAL: no GSO over UDP tunnels for writes after all) is split again and
+/// written piece by piece, and `refused` is set so that no more are merged.
+fn write_tun(tun: &Tun, hdr: &VnetHdr, pkt: &[u8], errors: &mut u64, refused: &mut bool) {
+    let Err(e) = tun.write(hdr, pkt) else {
+        return;
+    };
+    let tunnel = hdr.gso_type & (offload::GSO_UDP_TUNNEL_IPV4 | offload::GSO_UDP_TUNNEL_IPV6);
+    if tunnel != 0 && e.raw_os_error() == Some(nix::libc::EINVAL) {
+        tracing::info!("the kernel refuses GSO over UDP tunnels on TUN writes; writing VXLAN packets one by one");
+        *refused = true;
+        let mut copy = pkt.to_vec();
+        let mut scratch = Vec::new();
+        let split = offload::segment(hdr, &mut copy, &mut scratch, |piece| {
+            if tun.write(&VnetHdr::default(), piece).is_err() {
+                *errors += 1;
+            }
+        });
+        if split.is_err() {
+            *errors += 1;
+        }
+        return;
     }
-    addr.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    tracing::trace!(error = %e, ?hdr, len = pkt.len(), "TUN write failed");
+    *errors += 1;
 }
 
-/// [`Transmit`] over the real descriptors.
+/// [`Transmit`] into the outbox.
 struct Sender<'a> {
-    udp: &'a UdpSocket,
-    tun: &'a SyncDevice,
+    udp: &'a Udp,
+    tun: &'a Tun,
+    outbox: &'a mut Outbox,
 }
 
 impl Transmit for Sender<'_> {
     fn send_datagram(&mut self, datagram: &[u8], to: SocketAddr) -> bool {
-        for attempt in 0..2 {
-            match self.udp.send_to(datagram, to) {
-                Ok(_) => return true,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && attempt == 0 => {
-                    // The send buffer is full: give the kernel a moment, then try once more.
-                    let mut fds = [PollFd::new(self.udp.as_fd(), PollFlags::POLLOUT)];
-                    let _ = poll(&mut fds, PollTimeout::from(SEND_WAIT_MS));
-                }
-                Err(e) => {
-                    tracing::trace!(error = %e, %to, "UDP send failed");
-                    return false;
-                }
-            }
-        }
-        false
+        // Failures show up at the flush (`Engine::note_unsent`).
+        self.outbox.datagrams.push(self.udp, datagram, to);
+        true
     }
 
     fn write_tun(&mut self, packet: &[u8]) -> bool {
-        match self.tun.send(packet) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::trace!(error = %e, "TUN write failed");
-                false
+        let tun = self.tun;
+        let errors = &mut self.outbox.tun_write_errors;
+        let refused = &mut self.outbox.tunnel_refused;
+        match self.outbox.coalescer.as_mut() {
+            Some(c) => {
+                c.push(packet, &mut |hdr: &VnetHdr, pkt: &[u8]| {
+                    write_tun(tun, hdr, pkt, errors, refused);
+                });
+                if std::mem::take(refused) {
+                    c.disable_udp_tunnel();
+                }
             }
+            None => write_tun(tun, &VnetHdr::default(), packet, errors, refused),
         }
+        // Failures show up at the flush (`Engine::note_tun_write_errors`).
+        true
     }
+}
+
+#[cfg(test)]
+#[test]
+fn io_options_parse() {
+    assert_eq!(IoOptions::parse(""), IoOptions::default());
+    let o = IoOptions::parse(" no-gso , no-coalesce-tunnel,bogus");
+    assert!(!o.udp_gso && !o.coalesce_tunnel);
+    assert!(o.udp_gro && o.vnet && o.coalesce_tcp && o.coalesce_udp);
+    let off = IoOptions::parse("off");
+    assert!(!(off.udp_gso || off.udp_gro || off.vnet || off.tunnel_gso || off.uso));
+    assert!(!(off.coalesce_tcp || off.coalesce_udp || off.coalesce_tunnel));
 }
