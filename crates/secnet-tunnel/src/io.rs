@@ -297,6 +297,10 @@ impl Io {
                     // Out before the next batch: the receiving application gets going.
                     self.flush(engine, outbox);
                     handled += n;
+                    if batch.messages() < udp::RECV_BATCH {
+                        // The socket is drained: spare the call that would say so.
+                        break;
+                    }
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => {}

@@ -21,11 +21,12 @@
 //! - `SECNET_BENCH_PATHS` (default all): comma-separated subset of the paths above.
 //! - `SECNET_BENCH_STREAMS` (default `1,4`): parallel TCP streams per run.
 //! - `SECNET_BENCH_REVERSE` (default off): `1` to also measure b → a.
+//! - `SECNET_BENCH_PINGS` (default 200): pings for the idle round-trip time.
 //! - `SECNET_BENCH_VARIANTS` (default one, the default I/O): `;`-separated values of
 //!   `SECNET_TUNNEL_IO` to compare (see the crate docs), e.g. `;off` compares the default
 //!   with every I/O feature off. The tunnels are restarted with each variant for each run.
 //!
-//! Before the runs of each path (and variant) it pings the server 200 times, 5 ms apart, for
+//! Before the runs of each path (and variant) it pings the server (200 times, 5 ms apart) for
 //! the idle round-trip time (median and p99). For each run it records Gbit/s (received), the CPU time both tunnels used (the test
 //! process runs nothing else) as a share of one core, and the UDP receive errors
 //! (`RcvbufErrors` + `InErrors` from `/proc/net/snmp`) in the receiving namespace. Each run
@@ -226,12 +227,21 @@ impl Bed {
         self.tunnels = Some((ta, tb));
     }
 
-    /// Idle round-trip time over `path`: 200 pings 5 ms apart, (median, p99) in ms.
+    /// Idle round-trip time over `path`: `SECNET_BENCH_PINGS` pings 5 ms apart, (median,
+    /// p99) in ms.
     fn rtt(&self, path: &Path) -> (f64, f64) {
         let out = self
             .a
             .cmd("ping")
-            .args(["-n", "-c", "200", "-i", "0.005", "-W", "1"])
+            .args([
+                "-n",
+                "-c",
+                &std::env::var("SECNET_BENCH_PINGS").unwrap_or_else(|_| "200".into()),
+                "-i",
+                "0.005",
+                "-W",
+                "1",
+            ])
             .arg(path.server.to_string())
             .output()
             .unwrap();

@@ -170,6 +170,11 @@ impl RecvBatch {
         Ok(datagrams)
     }
 
+    /// How many messages the last [`RecvBatch::recv`] returned.
+    pub(crate) fn messages(&self) -> usize {
+        self.received.len()
+    }
+
     /// The datagrams of the last [`RecvBatch::recv`] whose sender is known, GRO batches
     /// split.
     pub(crate) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
