@@ -99,23 +99,11 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the bed creates network namespaces and TUN devices: run it as root"
+        let (dir, a, b) = common::veth_pair(
+            "secnet-tunnel-bench",
+            "the bed creates network namespaces and TUN devices",
         );
-        let dir = tempfile::Builder::new()
-            .prefix("secnet-tunnel-bench")
-            .tempdir()
-            .unwrap();
-        let a = Netns::new(dir.path(), "a");
-        let b = Netns::new(dir.path(), "b");
-        let b_path = b.path.display().to_string();
-        a.ip(&[
-            "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b_path,
-        ]);
-        for (ns, dev, me, peer) in [(&a, "va", 1, 2), (&b, "vb", 2, 1)] {
-            ns.ip(&["addr", "add", &format!("198.51.100.{me}/24"), "dev", dev]);
-            ns.ip(&["link", "set", dev, "up"]);
+        for (ns, me, peer) in [(&a, 1, 2), (&b, 2, 1)] {
             // Unencrypted overlay: VXLAN between the underlay addresses.
             ns.ip(&[
                 "link",

@@ -69,24 +69,10 @@ fn start_tunnel(ns: &Netns, tun_addr: Ipv4Addr, listen: Ipv4Addr, key: StaticKey
 
 impl Hosts {
     fn new(setup: Setup) -> Hosts {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests create network namespaces and TUN devices: run them as root"
+        let (dir, a, b) = common::veth_pair(
+            "secnet-tunnel-test",
+            "these tests create network namespaces and TUN devices",
         );
-        let dir = tempfile::Builder::new()
-            .prefix("secnet-tunnel-test")
-            .tempdir()
-            .unwrap();
-        let a = Netns::new(dir.path(), "a");
-        let b = Netns::new(dir.path(), "b");
-        let b_path = b.path.display().to_string();
-        a.ip(&[
-            "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b_path,
-        ]);
-        a.ip(&["addr", "add", "198.51.100.1/24", "dev", "va"]);
-        b.ip(&["addr", "add", "198.51.100.2/24", "dev", "vb"]);
-        a.ip(&["link", "set", "va", "up"]);
-        b.ip(&["link", "set", "vb", "up"]);
 
         let (ka, kb) = (StaticKey::generate(), StaticKey::generate());
         let (pa, pb) = (ka.public(), kb.public());

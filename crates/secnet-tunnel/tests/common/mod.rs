@@ -18,6 +18,25 @@ pub fn find_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Two namespaces `a` and `b` in a fresh temporary directory (prefix `prefix`), joined by
+/// a veth pair `va` (in a) / `vb` (in b) with 198.51.100.1/24 and .2/24, up. Needs root;
+/// `why` says what for when it is missing. Keep the directory as long as the namespaces.
+pub fn veth_pair(prefix: &str, why: &str) -> (tempfile::TempDir, Netns, Netns) {
+    assert!(nix::unistd::geteuid().is_root(), "{why}: run as root");
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let a = Netns::new(dir.path(), "a");
+    let b = Netns::new(dir.path(), "b");
+    let b_path = b.path.display().to_string();
+    a.ip(&[
+        "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b_path,
+    ]);
+    for (ns, dev, me) in [(&a, "va", 1), (&b, "vb", 2)] {
+        ns.ip(&["addr", "add", &format!("198.51.100.{me}/24"), "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    (dir, a, b)
+}
+
 /// A network namespace kept alive by a bind mount on a file.
 pub struct Netns {
     pub path: PathBuf,
