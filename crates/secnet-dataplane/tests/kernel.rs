@@ -108,6 +108,15 @@ fn wait_ping(ns: &Path, target: Ipv4Addr) {
     });
 }
 
+/// Deletes, behind the reconciler's back, host `a`'s FDB entry for B's endpoint.
+fn delete_fdb_of_b(a: &Host) {
+    let mac = "02:42:0a:4d:00:0b";
+    must(
+        &a.net_ns(),
+        &["bridge", "fdb", "del", mac, "dev", "vxlan0", "self"],
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The world
 // ---------------------------------------------------------------------------
@@ -424,18 +433,7 @@ fn two_hosts_ping_idempotence_and_repair() {
     assert_eq!(a.observe(), a.observe());
 
     // An FDB entry deleted behind our back: exactly that entry comes back.
-    must(
-        &a.net_ns(),
-        &[
-            "bridge",
-            "fdb",
-            "del",
-            "02:42:0a:4d:00:0b",
-            "dev",
-            "vxlan0",
-            "self",
-        ],
-    );
+    delete_fdb_of_b(a);
     assert!(!ping(&a.ep_ns(), EP_IP_B, &["-W1"]).status.success());
     let ops = a.plan();
     assert_eq!(
@@ -1113,18 +1111,7 @@ fn pass_timing() {
             assert!(a.plan().is_empty());
             steady.push(t.elapsed());
         }
-        must(
-            &a.net_ns(),
-            &[
-                "bridge",
-                "fdb",
-                "del",
-                "02:42:0a:4d:00:0b",
-                "dev",
-                "vxlan0",
-                "self",
-            ],
-        );
+        delete_fdb_of_b(a);
         let t = Instant::now();
         let ops = a.plan();
         a.apply(&ops);
