@@ -43,6 +43,19 @@
 //!   which the point above rules out on 2 vCPUs; not built.
 //! - `recvmmsg` alone, before the offloads, changed nothing measurable (the first loop
 //!   already had it): batching system calls saves entries, not per-packet kernel work.
+//! - **Spinning before sleeping** (after handling anything, `poll` without a timeout for a
+//!   while before blocking), to save the wake-ups that idle round trips pay for. Same bed,
+//!   idle RTT over VXLAN in the tunnel, 300 pings 5 ms apart, 3 rounds (ms, median per
+//!   round): no spin 0.305 / 0.217 / 0.246, 30 µs 0.290 / 0.194 / 0.211, 100 µs 0.286 /
+//!   0.330 / 0.327, 300 µs 0.738 / 0.761 / 0.758; spinning for good: median 0.19, p99
+//!   12 ms. On two vCPUs a spinning tunnel thread takes the CPU that the ping, the other
+//!   end and the kernel need; 30 µs is within the noise. Not kept. The idle round trip is
+//!   four crossings between the kernel and this loop and three thread wake-ups (the reply
+//!   finds the far end's thread still awake): traced, each wake-up costs 20–30 µs here and
+//!   each `sendmmsg`/TUN write carries 40–50 µs of the kernel's network stack (delivery to
+//!   the far socket, TCP/ICMP work) that the kernel-only path also does, but only once.
+//!   Neither offloads nor batching change it (`SECNET_TUNNEL_IO=off`: 0.35 / 0.32 / 0.28 ms
+//!   against 0.35 / 0.28 / 0.31 ms with everything on).
 
 mod sys;
 mod tun;

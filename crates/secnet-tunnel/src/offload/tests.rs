@@ -644,6 +644,19 @@ fn arb_options() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
+    /// The vectorised sum agrees with the word-by-word reference for any bytes, any length
+    /// (odd ones included) and any running sum it continues.
+    #[test]
+    fn sum_matches_the_reference(
+        data in proptest::collection::vec(any::<u8>(), 0..3000),
+        initial in 0u64..(1 << 40),
+    ) {
+        prop_assert_eq!(
+            fold(sum(&data, initial)),
+            fold(u64::from(reference_sum(&[&data])) + initial)
+        );
+    }
+
     /// TSO/USO split, merge, split: the same packets; every checksum right on the way.
     #[test]
     fn split_merge_split_is_identity(
