@@ -45,17 +45,19 @@
 //!   already had it): batching system calls saves entries, not per-packet kernel work.
 //! - **Spinning before sleeping** (after handling anything, `poll` without a timeout for a
 //!   while before blocking), to save the wake-ups that idle round trips pay for. Same bed,
-//!   idle RTT over VXLAN in the tunnel, 300 pings 5 ms apart, 3 rounds (ms, median per
-//!   round): no spin 0.305 / 0.217 / 0.246, 30 µs 0.290 / 0.194 / 0.211, 100 µs 0.286 /
-//!   0.330 / 0.327, 300 µs 0.738 / 0.761 / 0.758; spinning for good: median 0.19, p99
-//!   12 ms. On two vCPUs a spinning tunnel thread takes the CPU that the ping, the other
-//!   end and the kernel need; 30 µs is within the noise. Not kept. The idle round trip is
-//!   four crossings between the kernel and this loop and three thread wake-ups (the reply
-//!   finds the far end's thread still awake): traced, each wake-up costs 20–30 µs here and
-//!   each `sendmmsg`/TUN write carries 40–50 µs of the kernel's network stack (delivery to
-//!   the far socket, TCP/ICMP work) that the kernel-only path also does, but only once.
-//!   Neither offloads nor batching change it (`SECNET_TUNNEL_IO=off`: 0.35 / 0.32 / 0.28 ms
-//!   against 0.35 / 0.28 / 0.31 ms with everything on).
+//!   idle RTT over VXLAN in the tunnel, 300 pings 10 ms apart, 3 rounds (ms, median per
+//!   round): no spin 0.282 / 0.414 / 0.311, 50 µs 0.358 / 0.370 / 0.365, 200 µs 0.442 /
+//!   0.435 / 0.441, 1 ms 2.22 / 2.19 / 2.23. On two vCPUs the spinning threads take the CPU
+//!   that the ping and the kernel's softirqs need. Not kept.
+//! - **Where the idle round trip goes.** A ping through the tunnel wakes a tunnel thread
+//!   three times (the sending end for the request, the far end for it, the sending end for
+//!   the reply; the far end's thread is still awake when the reply comes), and `perf sched
+//!   latency` puts the average wake-up delay of the tunnel threads at 77 µs on this machine
+//!   (the ping's own: 66 µs); a kernel-only path wakes nothing but the ping. Placement does
+//!   not help (threads pinned to different vCPUs: 0.50 ms; both on one: 0.27; free: 0.28–
+//!   0.32), nor do offloads or batching (`SECNET_TUNNEL_IO=off`: 0.33 / 0.29 / 0.32 ms).
+//!   (The bed pinged 5 ms apart once: below 10 ms iputils' ping busy-waits and takes a
+//!   vCPU from what it measures.)
 
 mod sys;
 mod tun;

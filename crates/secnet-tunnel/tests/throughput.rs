@@ -26,7 +26,7 @@
 //!   `SECNET_TUNNEL_IO` to compare (see the crate docs), e.g. `;off` compares the default
 //!   with every I/O feature off. The tunnels are restarted with each variant for each run.
 //!
-//! Before the runs of each path (and variant) it pings the server (200 times, 5 ms apart) for
+//! Before the runs of each path (and variant) it pings the server (200 times, 10 ms apart) for
 //! the idle round-trip time (median and p99). For each run it records Gbit/s (received), the CPU time both tunnels used (the test
 //! process runs nothing else) as a share of one core, and the UDP receive errors
 //! (`RcvbufErrors` + `InErrors` from `/proc/net/snmp`) in the receiving namespace. Each run
@@ -215,8 +215,9 @@ impl Bed {
         self.tunnels = Some((ta, tb));
     }
 
-    /// Idle round-trip time over `path`: `SECNET_BENCH_PINGS` pings 5 ms apart, (median,
-    /// p99) in ms.
+    /// Idle round-trip time over `path`: `SECNET_BENCH_PINGS` pings 10 ms apart, (median,
+    /// p99) in ms. Not closer: below 10 ms iputils' ping busy-waits between echoes and
+    /// takes a whole vCPU from the tunnels it measures.
     fn rtt(&self, path: &Path) -> (f64, f64) {
         let out = self
             .a
@@ -226,7 +227,7 @@ impl Bed {
                 "-c",
                 &std::env::var("SECNET_BENCH_PINGS").unwrap_or_else(|_| "200".into()),
                 "-i",
-                "0.005",
+                "0.01",
                 "-W",
                 "1",
             ])
