@@ -1,11 +1,8 @@
 //! Driving the pre-shared-key ring: the leader seeds it, starts rotations (on schedule, on
 //! `secnet key rotate`, and at once when a node is removed), promotes a pending key once
 //! every live node has acknowledged it, and retires old keys; every node acknowledges the
-//! pending key once it holds it. The rules themselves are the pure `secnet_keys::ring`.
-//!
-//! The encrypted data path is not wired to the ring yet: a node acknowledges when the key
-//! is in its (sealed) copy of the state. When the tunnel lands, the acknowledgement moves
-//! to after the key is installed for receiving.
+//! pending key once its WireGuard endpoint has installed it for receiving. The rules
+//! themselves are the pure `secnet_keys::ring`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
