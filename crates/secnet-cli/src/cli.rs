@@ -221,9 +221,9 @@ Examples:
   secnet init --default-addr-pool 10.20.0.0/16 --default-addr-pool-mask-length 26
   secnet init --force-new-cluster";
 
-/// Options of `secnet init`.
+/// The control API's addresses: shared by `init` and `join`.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct ControlAddrArgs {
     /// Address other nodes use to reach this node's control API.
     ///
     /// An IP address or an interface name (e.g. eth0; it must have exactly one IPv4 address),
@@ -240,6 +240,13 @@ pub struct InitArgs {
     /// Default 0.0.0.0:2377 (all addresses, port 2377).
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
     pub listen_addr: Option<String>,
+}
+
+/// Options of `secnet init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub control: ControlAddrArgs,
 
     /// Address used for overlay data traffic (VXLAN between the nodes).
     ///
@@ -321,22 +328,8 @@ pub struct JoinArgs {
     )]
     pub token: String,
 
-    /// Address other nodes use to reach this node's control API.
-    ///
-    /// An IP address or an interface name (e.g. eth0; it must have exactly one IPv4 address),
-    /// optionally followed by :PORT (default port: the listen port, 2377 unless --listen-addr
-    /// gives another). Default: the IP of --listen-addr when that names a specific address,
-    /// otherwise the host's only non-loopback IPv4 address; when the host has several, the
-    /// command fails and asks for --advertise-addr.
-    #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
-    pub advertise_addr: Option<String>,
-
-    /// Address this node's control API listens on.
-    ///
-    /// An IP address or an interface name, optionally followed by :PORT (default port 2377).
-    /// Default 0.0.0.0:2377 (all addresses, port 2377).
-    #[arg(long, value_name = "ADDR[:PORT]", value_parser = NonEmptyStringValueParser::new())]
-    pub listen_addr: Option<String>,
+    #[command(flatten)]
+    pub control: ControlAddrArgs,
 
     /// Address used for overlay data traffic (VXLAN between the nodes).
     ///
@@ -437,6 +430,21 @@ pub enum ListFormat {
 pub enum InspectFormat {
     /// The JSON array on a single line (the default is the same array, indented).
     Json,
+}
+
+/// `--format` of the inspect commands: shared by `node`, `network` and `endpoint inspect`.
+#[derive(Debug, Args)]
+pub struct InspectFormatArg {
+    /// Print the JSON array on one line instead of indented.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<InspectFormat>,
+}
+
+impl InspectFormatArg {
+    /// Whether the JSON array is printed on one line.
+    pub fn compact(&self) -> bool {
+        self.format.is_some()
+    }
 }
 
 const NODE_LONG_ABOUT: &str = "\
@@ -557,9 +565,8 @@ pub struct NodeLsArgs {
 /// Options of `secnet node inspect`.
 #[derive(Debug, Args)]
 pub struct NodeInspectArgs {
-    /// Print the JSON array on one line instead of indented.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<InspectFormat>,
+    #[command(flatten)]
+    pub format: InspectFormatArg,
 
     /// Nodes to show: ID, unique ID prefix or hostname.
     #[arg(required = true, value_name = "NODE", value_parser = NonEmptyStringValueParser::new())]
@@ -731,9 +738,8 @@ pub struct NetworkLsArgs {
 /// Options of `secnet network inspect`.
 #[derive(Debug, Args)]
 pub struct NetworkInspectArgs {
-    /// Print the JSON array on one line instead of indented.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<InspectFormat>,
+    #[command(flatten)]
+    pub format: InspectFormatArg,
 
     /// Networks to show: name, ID or unique ID prefix.
     #[arg(
@@ -941,9 +947,8 @@ pub struct EndpointLsArgs {
 /// Options of `secnet endpoint inspect`.
 #[derive(Debug, Args)]
 pub struct EndpointInspectArgs {
-    /// Print the JSON array on one line instead of indented.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<InspectFormat>,
+    #[command(flatten)]
+    pub format: InspectFormatArg,
 
     /// Endpoints to show: name, ID or unique ID prefix.
     #[arg(
@@ -1173,18 +1178,17 @@ pub enum Action {
 impl Command {
     /// Turns the parsed command into what `secnet` does.
     pub fn into_action(self) -> Action {
-        let short = |request, render| Invocation {
-            request,
-            timeout: SHORT_TIMEOUT,
-            render,
-            progress: None,
+        // Most requests print no progress line and differ only in how long they may take.
+        let within = |timeout| {
+            move |request, render| Invocation {
+                request,
+                timeout,
+                render,
+                progress: None,
+            }
         };
-        let endpoint = |request, render| Invocation {
-            request,
-            timeout: ENDPOINT_TIMEOUT,
-            render,
-            progress: None,
-        };
+        let short = within(SHORT_TIMEOUT);
+        let endpoint = within(ENDPOINT_TIMEOUT);
         Action::Request(match self {
             Command::Run(a) => {
                 return Action::Run {
@@ -1200,8 +1204,8 @@ impl Command {
             }
             Command::Init(a) => Invocation {
                 request: LocalRequest::Init(InitRequest {
-                    advertise_addr: a.advertise_addr,
-                    listen_addr: a.listen_addr,
+                    advertise_addr: a.control.advertise_addr,
+                    listen_addr: a.control.listen_addr,
                     data_path_addr: a.data_path_addr,
                     data_path_port: a.data_path_port,
                     wireguard_port: a.wireguard_port,
@@ -1219,8 +1223,8 @@ impl Command {
                 request: LocalRequest::Join(JoinRequest {
                     token: a.token,
                     remote: a.remote,
-                    advertise_addr: a.advertise_addr,
-                    listen_addr: a.listen_addr,
+                    advertise_addr: a.control.advertise_addr,
+                    listen_addr: a.control.listen_addr,
                     data_path_addr: a.data_path_addr,
                 }),
                 timeout: LONG_TIMEOUT,
@@ -1248,7 +1252,7 @@ impl Command {
             Command::Node(NodeCommand::Inspect(a)) => short(
                 LocalRequest::NodeInspect { nodes: a.nodes },
                 Render::NodeInspect {
-                    compact: a.format.is_some(),
+                    compact: a.format.compact(),
                 },
             ),
             Command::Node(NodeCommand::Promote(a)) => short(
@@ -1288,7 +1292,7 @@ impl Command {
                     networks: a.networks,
                 },
                 Render::NetworkInspect {
-                    compact: a.format.is_some(),
+                    compact: a.format.compact(),
                 },
             ),
             Command::Network(NetworkCommand::Rm(a)) => short(
@@ -1313,7 +1317,7 @@ impl Command {
                     endpoints: a.endpoints,
                 },
                 Render::EndpointInspect {
-                    compact: a.format.is_some(),
+                    compact: a.format.compact(),
                 },
             ),
             Command::Endpoint(EndpointCommand::Rm(a)) => endpoint(
@@ -1470,9 +1474,14 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    fn parse(args: &[&str]) -> Invocation {
+    /// The full command line: `secnet`, then `args`.
+    fn argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
         let mut argv = vec!["secnet"];
         argv.extend_from_slice(args);
+        argv
+    }
+
+    fn parse(args: &[&str]) -> Invocation {
         match parse_action(args) {
             Action::Request(inv) => inv,
             other => panic!("{args:?} should be a plain request, got {other:?}"),
@@ -1480,9 +1489,7 @@ mod tests {
     }
 
     fn parse_action(args: &[&str]) -> Action {
-        let mut argv = vec!["secnet"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv) {
+        match Cli::try_parse_from(argv(args)) {
             Ok(cli) => cli.command.into_action(),
             Err(e) => panic!("{args:?} should parse: {e}"),
         }
@@ -1490,9 +1497,7 @@ mod tests {
 
     /// Parses and expects a usage error; returns the rendered message.
     fn parse_err(args: &[&str]) -> String {
-        let mut argv = vec!["secnet"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv) {
+        match Cli::try_parse_from(argv(args)) {
             Ok(cli) => panic!("{args:?} should fail, got {:?}", cli.command),
             Err(e) => {
                 assert_eq!(e.exit_code(), 2, "{e}");
@@ -1503,6 +1508,12 @@ mod tests {
 
     fn json(req: &LocalRequest) -> serde_json::Value {
         serde_json::to_value(req).unwrap()
+    }
+
+    /// Fails unless `args` parse into a request that sends `expected`.
+    #[track_caller]
+    fn assert_sends(args: &[&str], expected: &LocalRequest) {
+        assert_eq!(json(&parse(args).request), json(expected));
     }
 
     #[test]
@@ -1693,14 +1704,8 @@ mod tests {
 
     #[test]
     fn leave_parses() {
-        assert_eq!(
-            json(&parse(&["leave"]).request),
-            json(&LocalRequest::Leave { force: false })
-        );
-        assert_eq!(
-            json(&parse(&["leave", "--force"]).request),
-            json(&LocalRequest::Leave { force: true })
-        );
+        assert_sends(&["leave"], &LocalRequest::Leave { force: false });
+        assert_sends(&["leave", "--force"], &LocalRequest::Leave { force: true });
     }
 
     #[test]
@@ -1744,31 +1749,31 @@ mod tests {
         assert_eq!(inv.render, Render::NodeInspect { compact: true });
         parse_err(&["node", "inspect"]);
 
-        assert_eq!(
-            json(&parse(&["node", "promote", "w1", "w2"]).request),
-            json(&LocalRequest::NodePromote {
-                nodes: vec!["w1".into(), "w2".into()]
-            })
+        assert_sends(
+            &["node", "promote", "w1", "w2"],
+            &LocalRequest::NodePromote {
+                nodes: vec!["w1".into(), "w2".into()],
+            },
         );
-        assert_eq!(
-            json(&parse(&["node", "demote", "m3"]).request),
-            json(&LocalRequest::NodeDemote {
-                nodes: vec!["m3".into()]
-            })
+        assert_sends(
+            &["node", "demote", "m3"],
+            &LocalRequest::NodeDemote {
+                nodes: vec!["m3".into()],
+            },
         );
-        assert_eq!(
-            json(&parse(&["node", "rm", "w3"]).request),
-            json(&LocalRequest::NodeRm {
+        assert_sends(
+            &["node", "rm", "w3"],
+            &LocalRequest::NodeRm {
                 nodes: vec!["w3".into()],
-                force: false
-            })
+                force: false,
+            },
         );
-        assert_eq!(
-            json(&parse(&["node", "rm", "--force", "w3", "w4"]).request),
-            json(&LocalRequest::NodeRm {
+        assert_sends(
+            &["node", "rm", "--force", "w3", "w4"],
+            &LocalRequest::NodeRm {
                 nodes: vec!["w3".into(), "w4".into()],
-                force: true
-            })
+                force: true,
+            },
         );
         parse_err(&["node", "promote"]);
     }
@@ -1926,11 +1931,11 @@ mod tests {
             parse(&["network", "inspect", "--format", "json", "x"]).render,
             Render::NetworkInspect { compact: true }
         );
-        assert_eq!(
-            json(&parse(&["network", "rm", "a", "b"]).request),
-            json(&LocalRequest::NetworkRm {
-                networks: vec!["a".into(), "b".into()]
-            })
+        assert_sends(
+            &["network", "rm", "a", "b"],
+            &LocalRequest::NetworkRm {
+                networks: vec!["a".into(), "b".into()],
+            },
         );
         parse_err(&["network", "rm"]);
     }
@@ -2068,11 +2073,11 @@ mod tests {
         );
         assert_eq!(inv.render, Render::EndpointRm);
         assert_eq!(inv.timeout, ENDPOINT_TIMEOUT);
-        assert_eq!(
-            json(&parse(&["endpoint", "remove", "x"]).request),
-            json(&LocalRequest::EndpointRm {
-                endpoints: vec!["x".into()]
-            })
+        assert_sends(
+            &["endpoint", "remove", "x"],
+            &LocalRequest::EndpointRm {
+                endpoints: vec!["x".into()],
+            },
         );
         parse_err(&["endpoint", "rm"]);
     }
@@ -2136,9 +2141,17 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Parses a `secnet run` command line: the endpoint it creates and the command it runs.
+    fn parse_run(args: &[&str]) -> (LocalRequest, Vec<String>) {
+        match parse_action(args) {
+            Action::Run { create, command } => (create, command),
+            other => panic!("{args:?} should be `secnet run`, got {other:?}"),
+        }
+    }
+
     #[test]
     fn run_parses() {
-        let Action::Run { create, command } = parse_action(&[
+        let (create, command) = parse_run(&[
             "run",
             "--network",
             "backend",
@@ -2146,9 +2159,7 @@ mod tests {
             "sh",
             "-c",
             "echo hi; exit 7",
-        ]) else {
-            panic!("not run")
-        };
+        ]);
         assert_eq!(
             json(&create),
             json(&LocalRequest::EndpointCreate {
@@ -2159,7 +2170,7 @@ mod tests {
         );
         assert_eq!(command, strings(&["sh", "-c", "echo hi; exit 7"]));
         // Everything after `--` is the command's, flags and `--` included.
-        let Action::Run { create, command } = parse_action(&[
+        let (create, command) = parse_run(&[
             "run",
             "--name",
             "probe",
@@ -2174,9 +2185,7 @@ mod tests {
             "3",
             "--",
             "x",
-        ]) else {
-            panic!("not run")
-        };
+        ]);
         assert_eq!(
             json(&create),
             json(&LocalRequest::EndpointCreate {

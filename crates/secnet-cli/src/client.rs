@@ -82,20 +82,40 @@ fn wire_error(socket: &Path, e: WireError) -> CliError {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::path::PathBuf;
+
     use super::*;
     use secnet_api::{ApiError, ErrorKind};
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixListener;
 
-    #[tokio::test]
-    async fn request_and_answer_round_trip() {
+    /// A socket in a fresh temporary directory, and a listener on it that plays the daemon.
+    /// The directory must outlive the socket's use.
+    fn fake_daemon_socket() -> (tempfile::TempDir, PathBuf, UnixListener) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.sock");
         let listener = UnixListener::bind(&path).unwrap();
+        (dir, path, listener)
+    }
+
+    /// Accepts the next connection and reads its request, as the daemon does before it answers.
+    async fn accept_request(listener: &UnixListener) -> (UnixStream, Option<LocalRequest>) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let request = wire::read_msg(&mut s).await.unwrap();
+        (s, request)
+    }
+
+    /// The error of a call that must fail.
+    async fn failed_call(socket: &Path, request: &LocalRequest, timeout: Duration) -> CliError {
+        call(socket, request, timeout).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn request_and_answer_round_trip() {
+        let (_dir, path, listener) = fake_daemon_socket();
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let req: LocalRequest = wire::read_msg(&mut s).await.unwrap().unwrap();
-            assert!(matches!(req, LocalRequest::Leave { force: true }));
+            let (mut s, req) = accept_request(&listener).await;
+            assert!(matches!(req.unwrap(), LocalRequest::Leave { force: true }));
             let answer: LocalResult = Ok(LocalResponse::Left);
             wire::write_msg(&mut s, &answer).await.unwrap();
         });
@@ -112,62 +132,45 @@ mod tests {
 
     #[tokio::test]
     async fn api_error_is_passed_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (_dir, path, listener) = fake_daemon_socket();
         tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let _: Option<LocalRequest> = wire::read_msg(&mut s).await.unwrap();
+            let (mut s, _) = accept_request(&listener).await;
             let answer: LocalResult = Err(ApiError::new(ErrorKind::NotFound, "no such node"));
             wire::write_msg(&mut s, &answer).await.unwrap();
         });
-        let err = call(&path, &LocalRequest::NodeLs, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = failed_call(&path, &LocalRequest::NodeLs, Duration::from_secs(5)).await;
         assert!(matches!(&err, CliError::Api(e) if e.kind == ErrorKind::NotFound));
         assert_eq!(err.exit_code(), 1);
     }
 
     #[tokio::test]
     async fn silent_daemon_times_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (_dir, path, listener) = fake_daemon_socket();
         let _server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(s);
         });
-        let err = call(&path, &LocalRequest::Status, Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let err = failed_call(&path, &LocalRequest::Status, Duration::from_millis(200)).await;
         assert!(matches!(err, CliError::Timeout { .. }), "{err:?}");
         assert_eq!(err.exit_code(), 3);
     }
 
     #[tokio::test]
     async fn closed_or_garbled_answers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (_dir, path, listener) = fake_daemon_socket();
         tokio::spawn(async move {
             // First connection: closed without an answer.
-            let (mut s, _) = listener.accept().await.unwrap();
-            let _: Option<LocalRequest> = wire::read_msg(&mut s).await.unwrap();
+            let (s, _) = accept_request(&listener).await;
             drop(s);
             // Second: a frame that is not a LocalResult.
-            let (mut s, _) = listener.accept().await.unwrap();
-            let _: Option<LocalRequest> = wire::read_msg(&mut s).await.unwrap();
+            let (mut s, _) = accept_request(&listener).await;
             s.write_all(&[0, 0, 0, 2, b'4', b'2']).await.unwrap();
         });
-        let err = call(&path, &LocalRequest::Status, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = failed_call(&path, &LocalRequest::Status, Duration::from_secs(5)).await;
         assert!(matches!(err, CliError::ConnectionLost { .. }), "{err:?}");
         assert_eq!(err.exit_code(), 3);
-        let err = call(&path, &LocalRequest::Status, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = failed_call(&path, &LocalRequest::Status, Duration::from_secs(5)).await;
         assert!(matches!(err, CliError::Protocol { .. }), "{err:?}");
         assert_eq!(err.exit_code(), 4);
     }
@@ -176,9 +179,7 @@ mod tests {
     async fn missing_socket_cannot_connect() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.sock");
-        let err = call(&path, &LocalRequest::Status, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = failed_call(&path, &LocalRequest::Status, Duration::from_secs(5)).await;
         assert!(matches!(err, CliError::Connect { .. }), "{err:?}");
         assert!(err.to_string().contains("cannot connect"));
         assert_eq!(err.exit_code(), 3);

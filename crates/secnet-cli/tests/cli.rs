@@ -180,8 +180,29 @@ impl FakeDaemon {
         secnet(&self.socket, args)
     }
 
+    /// `secnet run --network backend --name NAME -- sh -c SCRIPT`.
+    fn run_sh(&self, name: &str, script: &str) -> Output {
+        self.run(&[
+            "run",
+            "--network",
+            "backend",
+            "--name",
+            name,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+    }
+
     fn last_request(&self) -> LocalRequest {
         self.requests.lock().unwrap().last().cloned().unwrap()
+    }
+
+    /// Fails unless the last request received is `expected`.
+    #[track_caller]
+    fn assert_last_request(&self, expected: &LocalRequest) {
+        assert_eq!(json(&self.last_request()), json(expected));
     }
 
     /// The requests received so far, as JSON (`LocalRequest` has no `PartialEq`).
@@ -197,6 +218,13 @@ impl FakeDaemon {
 
 fn json(req: &LocalRequest) -> serde_json::Value {
     serde_json::to_value(req).unwrap()
+}
+
+/// The request that removes endpoint `name`, as `run` sends it once its command is done.
+fn endpoint_rm(name: &str) -> LocalRequest {
+    LocalRequest::EndpointRm {
+        endpoints: vec![name.into()],
+    }
 }
 
 /// A real network namespace kept in a file of a temporary directory (as `ip netns add`
@@ -241,6 +269,14 @@ impl TestNetns {
     }
 }
 
+/// A fresh [`TestNetns`] and a fake daemon whose endpoints live in it; None (the test skips)
+/// without root. Keep the namespace as long as the daemon is used.
+fn daemon_in_netns() -> Option<(TestNetns, FakeDaemon)> {
+    let ns = TestNetns::create()?;
+    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
+    Some((ns, d))
+}
+
 impl Drop for TestNetns {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.path).status();
@@ -248,14 +284,27 @@ impl Drop for TestNetns {
     }
 }
 
+/// `secnet --socket SOCKET`, with `SECNET_SOCKET` removed from its environment.
+fn secnet_command(socket: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secnet"));
+    cmd.arg("--socket").arg(socket).env_remove("SECNET_SOCKET");
+    cmd
+}
+
 fn secnet(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_secnet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env_remove("SECNET_SOCKET")
-        .output()
-        .unwrap()
+    secnet_command(socket).args(args).output().unwrap()
+}
+
+/// Fails, showing secnet's standard error, unless secnet exited with 0.
+#[track_caller]
+fn assert_success(out: &Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+}
+
+/// Fails, showing secnet's standard error, unless secnet exited with `code`.
+#[track_caller]
+fn assert_exit_code(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
 }
 
 fn stdout(o: &Output) -> String {
@@ -270,7 +319,7 @@ fn stderr(o: &Output) -> String {
 fn network_ls_json_parses_back() {
     let d = FakeDaemon::start();
     let out = d.run(&["network", "ls", "--format", "json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     let nets: Vec<NetworkInfo> = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(nets.len(), 2);
     assert_eq!(nets[0].id, NET_ID);
@@ -282,7 +331,7 @@ fn network_ls_json_parses_back() {
 fn network_ls_table() {
     let d = FakeDaemon::start();
     let out = d.run(&["network", "ls"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -314,7 +363,7 @@ fn network_create_prints_the_id() {
         "team=db",
         "backend",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(stdout(&out), format!("{NET_ID}\n"));
     let LocalRequest::NetworkCreate(spec) = d.last_request() else {
         panic!("expected NetworkCreate")
@@ -329,7 +378,7 @@ fn network_create_prints_the_id() {
 fn network_rm_prints_names_and_not_found_exits_1() {
     let d = FakeDaemon::start();
     let out = d.run(&["network", "rm", "a", "b"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(stdout(&out), "a\nb\n");
     let out = d.run(&["network", "rm", "ghost"]);
     assert_eq!(out.status.code(), Some(1));
@@ -392,7 +441,7 @@ fn socket_from_environment() {
         .env("SECNET_SOCKET", &d.socket)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert!(stdout(&out).starts_with(NET_ID));
 }
 
@@ -436,7 +485,7 @@ fn endpoint_create_json_round_trips() {
         "--format",
         "json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
     let ep: EndpointInfo = serde_json::from_str(&text).unwrap();
@@ -444,17 +493,14 @@ fn endpoint_create_json_round_trips() {
         ep,
         endpoint("web1", "backend", Some("/run/secnet/netns/ep-web1"))
     );
-    assert_eq!(
-        json(&d.last_request()),
-        json(&LocalRequest::EndpointCreate {
-            network: "backend".into(),
-            name: Some("web1".into()),
-            ip: Some("10.0.1.2".parse().unwrap()),
-        })
-    );
+    d.assert_last_request(&LocalRequest::EndpointCreate {
+        network: "backend".into(),
+        name: Some("web1".into()),
+        ip: Some("10.0.1.2".parse().unwrap()),
+    });
     // The default output is the name alone.
     let out = d.run(&["endpoint", "create", "--network", "backend"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(stdout(&out), "backend-0a1b2c\n");
 }
 
@@ -462,36 +508,25 @@ fn endpoint_create_json_round_trips() {
 fn endpoint_ls_inspect_rm() {
     let d = FakeDaemon::start_with(endpoint_answers(None));
     let out = d.run(&["endpoint", "inspect", "web1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     let eps: Vec<EndpointInfo> = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(eps, vec![endpoint("web1", "backend", None)]);
     let out = d.run(&["endpoint", "rm", "web1", "web2"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(stdout(&out), "web1\nweb2\n");
     // The fake answers `Left` to `endpoint ls`: refused as an unexpected answer.
     let out = d.run(&["endpoint", "ls"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_exit_code(&out, 4);
     assert!(stdout(&out).is_empty());
 }
 
 #[test]
 fn run_runs_the_command_in_the_namespace_and_removes_the_endpoint() {
-    let Some(ns) = TestNetns::create() else {
+    let Some((_ns, d)) = daemon_in_netns() else {
         return;
     };
-    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
-    let out = d.run(&[
-        "run",
-        "--network",
-        "backend",
-        "--name",
-        "job1",
-        "--",
-        "sh",
-        "-c",
-        "echo hi; exit 7",
-    ]);
-    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = d.run_sh("job1", "echo hi; exit 7");
+    assert_exit_code(&out, 7);
     assert_eq!(stdout(&out), "hi\n");
     assert_eq!(stderr(&out), "");
     assert_eq!(
@@ -502,19 +537,16 @@ fn run_runs_the_command_in_the_namespace_and_removes_the_endpoint() {
                 name: Some("job1".into()),
                 ip: None,
             }),
-            json(&LocalRequest::EndpointRm {
-                endpoints: vec!["job1".into()],
-            }),
+            json(&endpoint_rm("job1")),
         ]
     );
 }
 
 #[test]
 fn run_is_in_the_endpoint_namespace_and_removes_the_generated_name() {
-    let Some(ns) = TestNetns::create() else {
+    let Some((ns, d)) = daemon_in_netns() else {
         return;
     };
-    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
     let out = d.run(&[
         "run",
         "--network",
@@ -523,53 +555,33 @@ fn run_is_in_the_endpoint_namespace_and_removes_the_generated_name() {
         "readlink",
         "/proc/self/ns/net",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(stdout(&out), format!("{}\n", ns.id()));
-    assert_eq!(
-        json(&d.last_request()),
-        json(&LocalRequest::EndpointRm {
-            endpoints: vec!["backend-0a1b2c".into()],
-        })
-    );
+    d.assert_last_request(&endpoint_rm("backend-0a1b2c"));
 }
 
 #[test]
 fn run_reports_death_by_signal_as_128_plus_n() {
-    let Some(ns) = TestNetns::create() else {
+    let Some((_ns, d)) = daemon_in_netns() else {
         return;
     };
-    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
-    let out = d.run(&[
-        "run",
-        "--network",
-        "backend",
-        "--name",
-        "job2",
-        "--",
-        "sh",
-        "-c",
-        "kill -TERM $$",
-    ]);
-    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let out = d.run_sh("job2", "kill -TERM $$");
+    assert_exit_code(&out, 143);
     assert!(matches!(d.last_request(), LocalRequest::EndpointRm { .. }));
 }
 
 #[test]
 fn run_passes_signals_on_and_still_removes_the_endpoint() {
-    let Some(ns) = TestNetns::create() else {
+    let Some((_ns, d)) = daemon_in_netns() else {
         return;
     };
-    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secnet"))
-        .arg("--socket")
-        .arg(&d.socket)
+    let mut child = secnet_command(&d.socket)
         .args(["run", "--network", "backend", "--name", "job3", "--"])
         .args([
             "sh",
             "-c",
             "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
         ])
-        .env_remove("SECNET_SOCKET")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -593,12 +605,7 @@ fn run_passes_signals_on_and_still_removes_the_endpoint() {
         .unwrap();
     assert_eq!(rest, "got-term\n", "{err}");
     assert_eq!(status.code(), Some(3), "{err}");
-    assert_eq!(
-        json(&d.last_request()),
-        json(&LocalRequest::EndpointRm {
-            endpoints: vec!["job3".into()],
-        })
-    );
+    d.assert_last_request(&endpoint_rm("job3"));
 }
 
 #[test]
@@ -631,27 +638,19 @@ fn run_without_a_namespace_is_internal_and_removes_the_endpoint() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        json(&d.last_request()),
-        json(&LocalRequest::EndpointRm {
-            endpoints: vec!["j".into()],
-        })
-    );
+    d.assert_last_request(&endpoint_rm("j"));
 }
 
 #[test]
 fn run_without_nsenter_exits_127_and_removes_the_endpoint() {
     let d = FakeDaemon::start_with(endpoint_answers(Some("/nonexistent".into())));
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_secnet"))
-        .arg("--socket")
-        .arg(&d.socket)
+    let out = secnet_command(&d.socket)
         .args(["run", "--network", "backend", "--name", "j", "--", "true"])
-        .env_remove("SECNET_SOCKET")
         .env("PATH", empty.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_exit_code(&out, 127);
     assert!(
         stderr(&out).starts_with("Error: cannot run nsenter: ")
             && stderr(&out).contains("util-linux"),
@@ -672,20 +671,16 @@ fn exec_on_an_endpoint_of_another_node_names_the_node() {
          host\n"
     );
     assert!(stdout(&out).is_empty());
-    assert_eq!(
-        json(&d.last_request()),
-        json(&LocalRequest::EndpointInspect {
-            endpoints: vec!["web1".into()],
-        })
-    );
+    d.assert_last_request(&LocalRequest::EndpointInspect {
+        endpoints: vec!["web1".into()],
+    });
 }
 
 #[test]
 fn exec_runs_in_the_namespace_and_passes_the_exit_code() {
-    let Some(ns) = TestNetns::create() else {
+    let Some((ns, d)) = daemon_in_netns() else {
         return;
     };
-    let d = FakeDaemon::start_with(endpoint_answers(Some(ns.path())));
     let out = d.run(&[
         "exec",
         "web1",
@@ -694,7 +689,7 @@ fn exec_runs_in_the_namespace_and_passes_the_exit_code() {
         "-c",
         "readlink /proc/self/ns/net; exit 5",
     ]);
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_exit_code(&out, 5);
     assert_eq!(stdout(&out), format!("{}\n", ns.id()));
     // Nothing but the inspect: exec leaves the endpoint alone.
     assert_eq!(d.requests_json().len(), 1);
