@@ -184,6 +184,30 @@ fn vxlan_mut<'a>(s: &'a mut Observed, ns: &str) -> Result<&'a mut ObservedNs, St
     Ok(n)
 }
 
+/// The in-place changes of the `Set*` and `ConfigureInterface` ops: each attribute the op
+/// gives replaces the link's; one it leaves out (`None`, or `set_up` false) keeps what the
+/// link has, since these ops never take a device down or drop its master or alias.
+fn update_link(
+    l: &mut ObservedLink,
+    mtu: &Option<u32>,
+    master: &Option<String>,
+    alias: &Option<String>,
+    set_up: bool,
+) {
+    if let Some(m) = mtu {
+        l.mtu = *m;
+    }
+    if let Some(m) = master {
+        l.master = Some(m.clone());
+    }
+    if let Some(a) = alias {
+        l.alias = Some(a.clone());
+    }
+    if set_up {
+        l.up = true;
+    }
+}
+
 /// Applies one op to the model.
 pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
     match op {
@@ -248,12 +272,7 @@ pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
             if l.kind != LinkKind::Bridge {
                 return Err(format!("{BRIDGE} in {ns} is no bridge"));
             }
-            if let Some(m) = mtu {
-                l.mtu = *m;
-            }
-            if *set_up {
-                l.up = true;
-            }
+            update_link(l, mtu, &None, &None, *set_up);
             set_addrs(s, ns, BRIDGE, del_addrs, add_addrs)?;
         }
         Op::SetVxlan {
@@ -264,16 +283,7 @@ pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
         } => {
             need_master(s, ns, master)?;
             vxlan_mut(s, ns)?;
-            let l = link_mut(s, ns, VXLAN)?;
-            if let Some(m) = mtu {
-                l.mtu = *m;
-            }
-            if let Some(m) = master {
-                l.master = Some(m.clone());
-            }
-            if *set_up {
-                l.up = true;
-            }
+            update_link(link_mut(s, ns, VXLAN)?, mtu, master, &None, *set_up);
         }
         Op::CreateInterface {
             ns,
@@ -328,19 +338,7 @@ pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
             ..
         } => {
             need_master(s, ns, master)?;
-            let l = link_mut(s, ns, veth)?;
-            if let Some(m) = mtu {
-                l.mtu = *m;
-            }
-            if let Some(m) = master {
-                l.master = Some(m.clone());
-            }
-            if let Some(a) = alias {
-                l.alias = Some(a.clone());
-            }
-            if *set_up {
-                l.up = true;
-            }
+            update_link(link_mut(s, ns, veth)?, mtu, master, alias, *set_up);
         }
         Op::ConfigureInterface {
             ns,
@@ -356,15 +354,7 @@ pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
             if let Some(m) = mac {
                 l.mac = Some(*m);
             }
-            if let Some(m) = mtu {
-                l.mtu = *m;
-            }
-            if let Some(a) = alias {
-                l.alias = Some(a.clone());
-            }
-            if *set_up {
-                l.up = true;
-            }
+            update_link(l, mtu, &None, alias, *set_up);
             set_addrs(s, ns, ifname, del_addrs, add_addrs)?;
         }
         Op::DelDefaultRoute { ns, via, dev } => {

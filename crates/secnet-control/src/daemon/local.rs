@@ -125,14 +125,11 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                 }
                 LocalRequest::NodeInspect { nodes } => {
                     let v = m.view();
-                    let out = nodes
-                        .iter()
-                        .map(|k| {
-                            v.state
-                                .find_node(k)
-                                .map(|n| node_info(n, v.leader, m.id.node_id))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let out = describe_each(
+                        &nodes,
+                        |k| v.state.find_node(k),
+                        |n| node_info(n, v.leader, m.id.node_id),
+                    )?;
                     Ok(LocalResponse::Nodes(out))
                 }
                 LocalRequest::NodePromote { nodes } => set_roles(&m, &nodes, Role::Manager).await,
@@ -153,14 +150,11 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                 }
                 LocalRequest::NetworkInspect { networks } => {
                     let v = m.view();
-                    let out = networks
-                        .iter()
-                        .map(|k| {
-                            v.state
-                                .find_network(k)
-                                .map(|n| network_info(n, m.id.data_path_addr))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let out = describe_each(
+                        &networks,
+                        |k| v.state.find_network(k),
+                        |n| network_info(n, m.id.data_path_addr),
+                    )?;
                     Ok(LocalResponse::Networks(out))
                 }
                 LocalRequest::NetworkRm { networks } => network_rm(&m, &networks).await,
@@ -188,14 +182,11 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                 }
                 LocalRequest::EndpointInspect { endpoints } => {
                     let v = m.view();
-                    let eps = endpoints
-                        .iter()
-                        .map(|n| {
-                            v.state
-                                .find_endpoint(n)
-                                .map(|e| endpoint_view(&m, &v.state, e))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let eps = describe_each(
+                        &endpoints,
+                        |k| v.state.find_endpoint(k),
+                        |e| endpoint_view(&m, &v.state, e),
+                    )?;
                     Ok(LocalResponse::Endpoints(eps))
                 }
                 LocalRequest::EndpointRm { endpoints } => endpoint_rm(&m, &endpoints).await,
@@ -237,6 +228,20 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
             }
         }
     }
+}
+
+/// The `inspect` requests: what each key names, described in the order asked. A key that
+/// names nothing fails the whole request, so the answer never silently leaves one out.
+fn describe_each<'s, T: 's, I>(
+    keys: &[String],
+    find: impl Fn(&str) -> Result<&'s T, secnet_model::ModelError>,
+    describe: impl Fn(&T) -> I,
+) -> Result<Vec<I>, ApiError> {
+    let described = keys
+        .iter()
+        .map(|k| find(k).map(&describe))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(described)
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

@@ -139,6 +139,18 @@ fn desired_keys(state: &ClusterState) -> Option<(Vec<PresharedKey>, u64)> {
     Some((keys, ring.primary().epoch))
 }
 
+/// Records `public` as this node's WireGuard key in the state. A failure (no leader yet, a
+/// write refused) is only logged: the caller's loop tries again on its next turn.
+async fn register_key(m: &Member, me: NodeId, public: &str) {
+    let cmd = Command::SetWireguardKey {
+        id: me,
+        public_key: public.to_string(),
+    };
+    if let Err(e) = m.write(cmd).await {
+        tracing::debug!(error = %e, "cannot register the WireGuard key yet");
+    }
+}
+
 /// Registers the key, starts the endpoint once the tunnel address is known, and keeps its
 /// keys and peers equal to the state; replaces the static key when asked to
 /// (`node rotate-key`).
@@ -154,15 +166,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
             continue;
         }
         let Some(mine) = state.wireguard.get(&me).cloned() else {
-            if let Err(e) = m
-                .write(Command::SetWireguardKey {
-                    id: me,
-                    public_key: public.clone(),
-                })
-                .await
-            {
-                tracing::debug!(error = %e, "cannot register the WireGuard key yet");
-            }
+            register_key(&m, me, &public).await;
             continue;
         };
         if mine.public_key == public && mine.rotation_requested {
@@ -184,15 +188,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
         if mine.public_key != public {
             // Our new key, or another key registered (a restore, or an interrupted
             // rotation): ours wins.
-            if let Err(e) = m
-                .write(Command::SetWireguardKey {
-                    id: me,
-                    public_key: public.clone(),
-                })
-                .await
-            {
-                tracing::debug!(error = %e, "cannot register the WireGuard key yet");
-            }
+            register_key(&m, me, &public).await;
             continue;
         }
         if m.tunnel.get().is_none() {

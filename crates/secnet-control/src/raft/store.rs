@@ -766,6 +766,28 @@ impl StateMachineStore {
             .await
     }
 
+    /// Persists the sealed state machine blob `state` together with snapshot `seq` (its meta
+    /// and its serialized bytes `data`, sealed here), in the one transaction of [`Self::persist`]:
+    /// a restart never finds a snapshot that disagrees with the state beside it.
+    async fn persist_with_snapshot(
+        &self,
+        state: Vec<u8>,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let sealed_meta = self.shared.seal_json(
+            SM_TABLE,
+            KEY_SNAPSHOT_META,
+            &StoredSnapshotMeta {
+                meta: meta.clone(),
+                seq,
+            },
+        )?;
+        let sealed_data = self.shared.seal_bytes(SM_TABLE, KEY_SNAPSHOT_DATA, data);
+        self.persist(state, Some((sealed_meta, sealed_data))).await
+    }
+
     fn read_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
         let txn = self.shared.db.begin_read()?;
         let t = txn.open_table(SM)?;
@@ -807,20 +829,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: inner.data.last_membership.clone(),
             snapshot_id,
         };
-        let sh = &self.shared;
-        let state = sh.seal_bytes(SM_TABLE, KEY_STATE, &data);
-        let sealed_meta = sh
-            .seal_json(
-                SM_TABLE,
-                KEY_SNAPSHOT_META,
-                &StoredSnapshotMeta {
-                    meta: meta.clone(),
-                    seq,
-                },
-            )
-            .map_err(err)?;
-        let sealed_data = sh.seal_bytes(SM_TABLE, KEY_SNAPSHOT_DATA, &data);
-        self.persist(state, Some((sealed_meta, sealed_data)))
+        let state = self.shared.seal_bytes(SM_TABLE, KEY_STATE, &data);
+        self.persist_with_snapshot(state, &meta, seq, &data)
             .await
             .map_err(err)?;
         inner.snapshot_seq = seq;
@@ -918,20 +928,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let mut inner = self.inner.lock().await;
         let seq = inner.snapshot_seq + 1;
-        let sh = &self.shared;
-        let state = sh.seal_json(SM_TABLE, KEY_STATE, &data).map_err(err)?;
-        let sealed_meta = sh
-            .seal_json(
-                SM_TABLE,
-                KEY_SNAPSHOT_META,
-                &StoredSnapshotMeta {
-                    meta: meta.clone(),
-                    seq,
-                },
-            )
+        let state = self
+            .shared
+            .seal_json(SM_TABLE, KEY_STATE, &data)
             .map_err(err)?;
-        let sealed_data = sh.seal_bytes(SM_TABLE, KEY_SNAPSHOT_DATA, &bytes);
-        self.persist(state, Some((sealed_meta, sealed_data)))
+        self.persist_with_snapshot(state, meta, seq, &bytes)
             .await
             .map_err(err)?;
         inner.snapshot_seq = seq;
