@@ -42,17 +42,7 @@ pub fn token(lab: &Lab, on: usize, role: &str) -> anyhow::Result<String> {
 
 /// Joins host `i` through the manager on host `via` with `token`.
 pub fn join(lab: &Lab, i: usize, via: usize, token: &str) -> anyhow::Result<String> {
-    let remote = format!("{}:2377", lab.host(via).ctl_ip());
-    lab.host(i).cli_ok(&[
-        "join",
-        "--token",
-        token,
-        "--advertise-addr",
-        "eth0",
-        "--data-path-addr",
-        "eth1",
-        &remote,
-    ])
+    lab.join(i, via, token)
 }
 
 /// Forms a cluster of every host of the lab: host 0 inits, hosts 1..managers join as

@@ -751,6 +751,22 @@ impl Lab {
         Ok(())
     }
 
+    /// Joins host `i` (control on eth0, data path on eth1) through the manager on host `via`
+    /// with `token`, by the real CLI; returns what `secnet join` printed.
+    pub fn join(&self, i: usize, via: usize, token: &str) -> anyhow::Result<String> {
+        let remote = format!("{}:2377", self.host(via).ctl_ip());
+        self.host(i).cli_ok(&[
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            "eth0",
+            "--data-path-addr",
+            "eth1",
+            &remote,
+        ])
+    }
+
     /// Forms a cluster of the first `hosts` hosts through the real CLI: host 0 runs `init`
     /// (control on eth0, data path on eth1, then `init_extra`), hosts `1..managers` join as
     /// managers and the rest as workers; returns once each of them lists `hosts` ready nodes
@@ -778,20 +794,9 @@ impl Lab {
                 .to_string())
         };
         let (manager, worker) = (token("manager")?, token("worker")?);
-        let remote = format!("{}:2377", first.ctl_ip());
         for i in 1..hosts {
             let token = if i < managers { &manager } else { &worker };
-            self.host(i)
-                .cli_ok(&[
-                    "join",
-                    "--token",
-                    token,
-                    "--advertise-addr",
-                    "eth0",
-                    "--data-path-addr",
-                    "eth1",
-                    &remote,
-                ])
+            self.join(i, 0, token)
                 .with_context(|| format!("joining host {i}"))?;
         }
         let deadline = Duration::from_secs(10 + hosts as u64);

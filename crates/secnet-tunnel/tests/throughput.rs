@@ -44,7 +44,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Netns;
-use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
+use secnet_tunnel::{PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 const UNDERLAY_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const UNDERLAY_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -199,14 +199,7 @@ impl Bed {
             tunnel
                 .set_preshared_keys(vec![PresharedKey::new(1, psk)], 1)
                 .unwrap();
-            tunnel
-                .set_peers(vec![PeerConfig {
-                    public_key: key.0,
-                    endpoint: SocketAddr::from((endpoint, PORT)),
-                    tunnel_ip: ip,
-                    keepalive: None,
-                }])
-                .unwrap();
+            common::set_only_peer(tunnel, key, endpoint, PORT, ip);
         }
         // A TUN device that is re-created loses the VXLAN device's route: nothing to do, the
         // VXLAN device routes by its remote address each time. Wait for a session.

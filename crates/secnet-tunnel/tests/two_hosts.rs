@@ -18,7 +18,7 @@ use common::Netns;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng as _;
-use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
+use secnet_tunnel::{PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 const UNDERLAY_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const UNDERLAY_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -92,29 +92,14 @@ impl Hosts {
                     .unwrap();
             }
         }
-        hosts
-            .ta()
-            .set_peers(vec![PeerConfig {
-                public_key: pb.0,
-                endpoint: SocketAddr::from((UNDERLAY_B, PORT)),
-                tunnel_ip: TUNNEL_B,
-                keepalive: None,
-            }])
-            .unwrap();
+        common::set_only_peer(hosts.ta(), pb, UNDERLAY_B, PORT, TUNNEL_B);
         hosts.set_b_peer(pa, setup.a_as_seen_by_b);
         hosts
     }
 
     /// B's peer set: A, with `key` and `tunnel_ip`.
     fn set_b_peer(&self, key: secnet_tunnel::PublicKey, tunnel_ip: Ipv4Addr) {
-        self.tb()
-            .set_peers(vec![PeerConfig {
-                public_key: key.0,
-                endpoint: SocketAddr::from((UNDERLAY_A, PORT)),
-                tunnel_ip,
-                keepalive: None,
-            }])
-            .unwrap();
+        common::set_only_peer(self.tb(), key, UNDERLAY_A, PORT, tunnel_ip);
     }
 
     fn ta(&self) -> &Tunnel {

@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -109,4 +109,23 @@ impl Drop for Netns {
         let _ = umount2(&self.path, MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Makes the node with `key`, reached at `underlay:port` and owning `tunnel_ip`, the
+/// tunnel's only peer (no persistent keepalive).
+pub fn set_only_peer(
+    tunnel: &secnet_tunnel::Tunnel,
+    key: secnet_tunnel::PublicKey,
+    underlay: Ipv4Addr,
+    port: u16,
+    tunnel_ip: Ipv4Addr,
+) {
+    tunnel
+        .set_peers(vec![secnet_tunnel::PeerConfig {
+            public_key: key.0,
+            endpoint: SocketAddr::from((underlay, port)),
+            tunnel_ip,
+            keepalive: None,
+        }])
+        .unwrap();
 }
