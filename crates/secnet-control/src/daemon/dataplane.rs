@@ -366,3 +366,7 @@ pub fn reconcile_once(
     };
     (ready, errors, ops.len())
 }
+
+#[cfg(test)]
+#[path = "dataplane_tests.rs"]
+mod tests;

@@ -9,6 +9,8 @@ pub mod keys;
 mod local;
 mod manager;
 mod server;
+#[cfg(test)]
+mod test_state;
 pub mod tunnel;
 mod views;
 mod worker;

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use secnet_api::{wire, ApiError, ErrorKind};
 use secnet_keys::pki::{self, ClusterCa, NODE_CERT_VALIDITY};
-use secnet_model::{Command, Node, NodeId, NodeStatus, Response, Role};
+use secnet_model::{ClusterState, Command, Node, NodeId, NodeStatus, Response, Role};
 
 use super::{Member, Runtime};
 use crate::peer::{
@@ -102,27 +102,41 @@ async fn handle_conn(
     }
 }
 
-/// The node a certificate belongs to, from the state or, before this manager's state knows
-/// the cluster, from the managers it learned at join.
+/// The node a certificate belongs to (see [`identify`]).
 fn authorize(m: &Member, caller: &Caller, need_manager: bool) -> Result<(NodeId, Role), String> {
     let Caller::Node { fingerprint } = caller else {
         return Err("a client certificate is required".into());
     };
-    let view = m.view();
-    if let Some(node) = view.state.node_by_fingerprint(fingerprint) {
+    identify(
+        &m.view().state,
+        &m.id.bootstrap_managers,
+        fingerprint,
+        need_manager,
+        |id| raft_member(m, id),
+    )
+}
+
+/// The node a certificate fingerprint belongs to, from the state or, before this manager's
+/// state knows the cluster, from the managers it learned at join (`bootstrap`). With
+/// `need_manager` (Raft traffic) only managers pass, and a node still in the Raft membership
+/// (`in_raft`) while it is being demoted. Pure, so the decision is tested without sockets.
+pub(crate) fn identify(
+    state: &ClusterState,
+    bootstrap: &[PeerRef],
+    fingerprint: &str,
+    need_manager: bool,
+    in_raft: impl Fn(NodeId) -> bool,
+) -> Result<(NodeId, Role), String> {
+    if let Some(node) = state.node_by_fingerprint(fingerprint) {
         // Raft traffic: managers, and a node being demoted until it has left the Raft
         // membership (a demoted leader must be able to hand over).
-        if need_manager && node.role != Role::Manager && !raft_member(m, node.id) {
+        if need_manager && node.role != Role::Manager && !in_raft(node.id) {
             return Err(format!("node {} is not a manager", node.id));
         }
         return Ok((node.id, node.role));
     }
-    if !view.state.is_initialized() {
-        if let Some(p) =
-            m.id.bootstrap_managers
-                .iter()
-                .find(|p| &p.fingerprint == fingerprint)
-        {
+    if !state.is_initialized() {
+        if let Some(p) = bootstrap.iter().find(|p| p.fingerprint == fingerprint) {
             return Ok((p.id, Role::Manager));
         }
     }
@@ -181,7 +195,7 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
         },
         PeerRequest::Propose { proposal, hops } => match authorize(m, caller, false) {
             Ok((id, role)) => {
-                if role == Role::Worker && !worker_may_propose(m, id, &proposal) {
+                if role == Role::Worker && !worker_may_propose(&m.view().state, id, &proposal) {
                     return PeerResponse::Proposed(Err(ApiError::new(
                         ErrorKind::Denied,
                         format!("node {id} is a worker: this change can only be made on a manager"),
@@ -202,13 +216,8 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
 /// Workers may create and remove networks (as any node may in secnet), manage their own
 /// endpoints and remove themselves (`leave`); membership, roles and tokens are otherwise
 /// managers' business.
-fn worker_may_propose(m: &Member, caller: NodeId, p: &Proposal) -> bool {
-    let own_endpoint = |name: &str| {
-        m.view()
-            .state
-            .find_endpoint(name)
-            .is_ok_and(|e| e.node == caller)
-    };
+pub(crate) fn worker_may_propose(state: &ClusterState, caller: NodeId, p: &Proposal) -> bool {
+    let own_endpoint = |name: &str| state.find_endpoint(name).is_ok_and(|e| e.node == caller);
     match p {
         Proposal::Command(Command::CreateNetwork { .. } | Command::RemoveNetwork { .. }) => true,
         Proposal::Command(
@@ -383,3 +392,7 @@ async fn stream_state(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
