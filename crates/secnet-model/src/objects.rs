@@ -127,14 +127,19 @@ impl Network {
         if let Some(m) = self.mtu {
             return m;
         }
-        let (vx, wg) = if underlay_is_v6 {
-            (VXLAN_OVERHEAD_V6, WIREGUARD_OVERHEAD_V6)
-        } else {
-            (VXLAN_OVERHEAD_V4, WIREGUARD_OVERHEAD_V4)
-        };
-        let overhead = vx + if self.encrypted { wg } else { 0 };
-        underlay_mtu.saturating_sub(overhead)
+        underlay_mtu.saturating_sub(encapsulation_overhead(self.encrypted, underlay_is_v6))
     }
+}
+
+/// The bytes a network's frames lose to encapsulation: VXLAN, plus WireGuard on encrypted
+/// networks. The one place the overhead is derived (endpoint MTUs and `--opt mtu` checks).
+pub fn encapsulation_overhead(encrypted: bool, underlay_is_v6: bool) -> u32 {
+    let (vx, wg) = if underlay_is_v6 {
+        (VXLAN_OVERHEAD_V6, WIREGUARD_OVERHEAD_V6)
+    } else {
+        (VXLAN_OVERHEAD_V4, WIREGUARD_OVERHEAD_V4)
+    };
+    vx + if encrypted { wg } else { 0 }
 }
 
 /// A network namespace on one node with interfaces on one or more networks (what `secnet

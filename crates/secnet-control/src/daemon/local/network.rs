@@ -12,19 +12,7 @@ pub(super) async fn network_create(m: &Member, spec: NetworkSpec) -> LocalResult
         // data-path interface.
         let underlay = super::super::views::underlay_mtu(m.id.data_path_addr);
         let v6 = m.id.data_path_addr.is_ipv6();
-        let overhead = if v6 {
-            secnet_model::VXLAN_OVERHEAD_V6
-        } else {
-            secnet_model::VXLAN_OVERHEAD_V4
-        } + if spec.encrypted {
-            if v6 {
-                secnet_model::WIREGUARD_OVERHEAD_V6
-            } else {
-                secnet_model::WIREGUARD_OVERHEAD_V4
-            }
-        } else {
-            0
-        };
+        let overhead = secnet_model::encapsulation_overhead(spec.encrypted, v6);
         let max = underlay.saturating_sub(overhead);
         if mtu > max {
             return Err(ApiError::invalid(format!(
