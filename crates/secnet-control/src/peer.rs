@@ -157,6 +157,10 @@ pub enum PeerError {
     /// TCP connect or the TLS handshake failed.
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: SocketAddr, reason: String },
+    /// The TLS handshake of a join failed because no CA in the manager's chain has the
+    /// join token's digest (`pki::CaDigestMismatch`): told apart by type, not by message.
+    #[error("cannot reach {addr}: {reason}")]
+    CaDigestMismatch { addr: SocketAddr, reason: String },
     /// The connection broke or the answer was malformed.
     #[error("connection to {addr} failed: {source}")]
     Wire {
@@ -251,6 +255,20 @@ impl PeerClient {
 }
 
 /// Opens a TLS connection to a manager, verifying it as `secnet-manager`.
+/// Whether a TLS connector's error is the join verifier's [`secnet_keys::pki::CaDigestMismatch`].
+fn is_ca_digest_mismatch(e: &std::io::Error) -> bool {
+    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return false;
+    };
+    other
+        .0
+        .downcast_ref::<secnet_keys::pki::CaDigestMismatch>()
+        .is_some()
+}
+
 pub async fn connect_tls(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
@@ -266,7 +284,14 @@ pub async fn connect_tls(
         TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))
+            .map_err(|e| {
+                let reason = format!("TLS handshake failed: {e}");
+                if is_ca_digest_mismatch(&e) {
+                    PeerError::CaDigestMismatch { addr, reason }
+                } else {
+                    unreachable(reason)
+                }
+            })
     };
     tokio::time::timeout(CONNECT_TIMEOUT, fut)
         .await

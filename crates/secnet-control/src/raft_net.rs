@@ -59,9 +59,9 @@ type RpcErr<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftErro
 
 fn to_rpc_error<E: std::error::Error>(e: PeerError) -> RPCError<u64, BasicNode, E> {
     match e {
-        PeerError::Unreachable { .. } | PeerError::Denied { .. } => {
-            RPCError::Unreachable(Unreachable::new(&e))
-        }
+        PeerError::Unreachable { .. }
+        | PeerError::CaDigestMismatch { .. }
+        | PeerError::Denied { .. } => RPCError::Unreachable(Unreachable::new(&e)),
         PeerError::Wire { .. } | PeerError::Timeout { .. } => {
             RPCError::Network(NetworkError::new(&e))
         }

@@ -1,6 +1,7 @@
 //! The cluster's lifecycle: init, force-new-cluster, join, join-token, leave and status.
 
 use super::*;
+use crate::peer::PeerError;
 
 pub(super) async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
     let _guard = daemon.ops.lock().await;
@@ -238,13 +239,14 @@ pub(super) async fn join(daemon: &Arc<Daemon>, r: JoinRequest) -> LocalResult {
     let key = NodeKey::generate().map_err(internal)?;
     let csr = key.csr_der(0).map_err(internal)?;
     let (tls, capture) = pki::join_client_config(token.ca_digest).map_err(internal)?;
-    let mut conn = connect_tls(remote, tls).await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("does not match") || text.contains("digest") {
-            ApiError::new(ErrorKind::Denied, format!("{text}: the token belongs to another cluster, or something impersonates the manager"))
-        } else {
-            ApiError::unavailable(text)
-        }
+    let mut conn = connect_tls(remote, tls).await.map_err(|e| match e {
+        PeerError::CaDigestMismatch { .. } => ApiError::new(
+            ErrorKind::Denied,
+            format!(
+                "{e}: the token belongs to another cluster, or something impersonates the manager"
+            ),
+        ),
+        e => ApiError::unavailable(e.to_string()),
     })?;
     let req = PeerRequest::Join(JoinPeerRequest {
         secret: token.secret.clone(),
