@@ -74,7 +74,7 @@ async fn watch_loop(daemon: Arc<Daemon>, member: std::sync::Weak<Member>) {
         for addr in addrs {
             match watch_one(&daemon, &member, addr, tls.clone()).await {
                 Ok(()) => progressed = true,
-                Err(e) if e.to_string().starts_with("refused") => {
+                Err(e) if e.is::<WatchRefused>() => {
                     warn!(manager = %addr, error = %e, "the manager refused this node's watch")
                 }
                 Err(e) => debug!(manager = %addr, error = %e, "watch stream ended"),
@@ -91,6 +91,11 @@ async fn watch_loop(daemon: Arc<Daemon>, member: std::sync::Weak<Member>) {
     }
 }
 
+/// The manager answered the watch with a denial (told apart from a broken stream by type).
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {0}")]
+struct WatchRefused(String);
+
 async fn watch_one(
     daemon: &Arc<Daemon>,
     member: &std::sync::Weak<Member>,
@@ -106,7 +111,7 @@ async fn watch_one(
             tokio::time::timeout(Duration::from_secs(10), wire::read_msg(&mut conn)).await??;
         let ev = match msg {
             Some(PeerResponse::Watch(ev)) => *ev,
-            Some(PeerResponse::Denied(reason)) => anyhow::bail!("refused: {reason}"),
+            Some(PeerResponse::Denied(reason)) => return Err(WatchRefused(reason).into()),
             Some(other) => anyhow::bail!("unexpected message {other:?}"),
             None => return Ok(()),
         };
