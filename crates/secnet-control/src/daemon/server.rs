@@ -103,9 +103,13 @@ async fn handle_conn(
 }
 
 /// The node a certificate belongs to (see [`identify`]).
-fn authorize(m: &Member, caller: &Caller, need_manager: bool) -> Result<(NodeId, Role), String> {
+fn authorize(
+    m: &Member,
+    caller: &Caller,
+    need_manager: bool,
+) -> Result<(NodeId, Role), DenyReason> {
     let Caller::Node { fingerprint } = caller else {
-        return Err("a client certificate is required".into());
+        return Err(DenyReason::NoClientCertificate);
     };
     identify(
         &m.view().state,
@@ -126,12 +130,12 @@ pub(crate) fn identify(
     fingerprint: &str,
     need_manager: bool,
     in_raft: impl Fn(NodeId) -> bool,
-) -> Result<(NodeId, Role), String> {
+) -> Result<(NodeId, Role), DenyReason> {
     if let Some(node) = state.node_by_fingerprint(fingerprint) {
         // Raft traffic: managers, and a node being demoted until it has left the Raft
         // membership (a demoted leader must be able to hand over).
         if need_manager && node.role != Role::Manager && !in_raft(node.id) {
-            return Err(format!("node {} is not a manager", node.id));
+            return Err(DenyReason::NotAManager(node.id));
         }
         return Ok((node.id, node.role));
     }
@@ -140,7 +144,18 @@ pub(crate) fn identify(
             return Ok((p.id, Role::Manager));
         }
     }
-    Err("certificate not recognized: the node was removed from the cluster or never joined".into())
+    Err(DenyReason::UnknownCertificate)
+}
+
+/// Why a peer request is refused; its text is what `PeerResponse::Denied` carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DenyReason {
+    #[error("a client certificate is required")]
+    NoClientCertificate,
+    #[error("node {0} is not a manager")]
+    NotAManager(NodeId),
+    #[error("certificate not recognized: the node was removed from the cluster or never joined")]
+    UnknownCertificate,
 }
 
 /// Whether `id` is in this manager's Raft membership (voter or learner).
@@ -168,20 +183,20 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
                 node_id: m.id.node_id,
                 leader: rt.view().leader,
             },
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::Join(j) => PeerResponse::Join(admit(m, j).await),
         PeerRequest::AppendEntries(r) => match authorize(m, caller, true) {
             Ok(_) => PeerResponse::AppendEntries(rt.raft.append_entries(r).await),
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::Vote(r) => match authorize(m, caller, true) {
             Ok(_) => PeerResponse::Vote(rt.raft.vote(r).await),
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::InstallSnapshot(r) => match authorize(m, caller, true) {
             Ok(_) => PeerResponse::InstallSnapshot(rt.raft.install_snapshot(r).await),
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::Heartbeat { node_id } => match authorize(m, caller, false) {
             Ok((id, _)) if id == node_id => {
@@ -191,7 +206,7 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
             Ok((id, _)) => {
                 PeerResponse::Denied(format!("node {id} sent a heartbeat for {node_id}"))
             }
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::Propose { proposal, hops } => match authorize(m, caller, false) {
             Ok((id, role)) => {
@@ -203,11 +218,11 @@ async fn handle(m: &Member, caller: &Caller, req: PeerRequest) -> PeerResponse {
                 }
                 PeerResponse::Proposed(m.propose(proposal, hops).await)
             }
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::RenewCertificate { csr_der } => match authorize(m, caller, false) {
             Ok((id, _)) => PeerResponse::Certificate(renew(m, id, &csr_der).await),
-            Err(e) => PeerResponse::Denied(e),
+            Err(e) => PeerResponse::Denied(e.to_string()),
         },
         PeerRequest::Watch => PeerResponse::Denied("watch must be the first request".into()),
     }
@@ -354,7 +369,7 @@ async fn stream_state(
     mut conn: tokio_rustls::server::TlsStream<TcpStream>,
 ) -> anyhow::Result<()> {
     if let Err(e) = authorize(&m, caller, false) {
-        wire::write_msg(&mut conn, &PeerResponse::Denied(e)).await?;
+        wire::write_msg(&mut conn, &PeerResponse::Denied(e.to_string())).await?;
         return Ok(());
     }
     let Runtime::Manager(rt) = &m.rt else {

@@ -8,7 +8,7 @@ use secnet_keys::Secret32;
 use secnet_model::{Command, NodeId, Role};
 
 use super::super::test_state::*;
-use super::{identify, worker_may_propose};
+use super::{identify, worker_may_propose, DenyReason};
 use crate::peer::{PeerRef, Proposal};
 
 fn cmd(c: Command) -> Proposal {
@@ -232,7 +232,7 @@ fn members_are_identified_by_their_certificate_fingerprint() {
     // Raft traffic from a worker is refused, unless it is still a Raft member (demotion).
     assert_eq!(
         identify(&s, &[], "fp-2", true, never),
-        Err("node 0000000000000002 is not a manager".to_string())
+        Err(DenyReason::NotAManager(WORKER))
     );
     assert_eq!(
         identify(&s, &[], "fp-2", true, |id| id == WORKER),
@@ -243,10 +243,7 @@ fn members_are_identified_by_their_certificate_fingerprint() {
 #[test]
 fn unknown_and_removed_certificates_are_refused() {
     let mut s = state();
-    let refused = Err(
-        "certificate not recognized: the node was removed from the cluster or never joined"
-            .to_string(),
-    );
+    let refused = Err(DenyReason::UnknownCertificate);
     assert_eq!(identify(&s, &bootstrap(), "fp-9", false, |_| true), refused);
     apply(&mut s, Command::RemoveNode { id: OTHER_WORKER });
     assert_eq!(identify(&s, &[], "fp-3", false, |_| true), refused);
