@@ -288,6 +288,9 @@ pub struct StatusInfo {
     /// Errors of the last reconcile pass (empty when the kernel matches the state).
     #[serde(default)]
     pub dataplane_errors: Vec<String>,
+    /// The daemon's run directory: its namespace files are in `<run_dir>/netns/`.
+    #[serde(default)]
+    pub run_dir: String,
 }
 
 /// A successful answer.

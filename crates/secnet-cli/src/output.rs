@@ -484,6 +484,7 @@ pub fn status_text(s: &StatusInfo) -> String {
         ("Advertise address", opt(&s.advertise_addr)),
         ("Data path address", opt(&s.data_path_addr)),
         ("Applied index", s.applied_index.to_string()),
+        ("Run directory", s.run_dir.clone()),
         (
             "Data path",
             if s.dataplane_errors.is_empty() {
@@ -1065,6 +1066,7 @@ mod tests {
             applied_index: 0,
             dataplane_passes: 0,
             dataplane_errors: Vec::new(),
+            run_dir: "/run/secnet".into(),
         };
         let t = status_text(&s);
         assert!(
@@ -1072,6 +1074,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("Managers:          0 (0 reachable)\n"), "{t}");
+        assert!(t.contains("Run directory:     /run/secnet\n"), "{t}");
         assert!(t.contains("secnet init"), "{t}");
         let json = render(
             &Render::Status {

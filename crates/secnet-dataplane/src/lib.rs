@@ -99,6 +99,7 @@
 mod apply;
 mod cmd;
 mod model;
+pub mod mountns;
 pub mod netns;
 mod nl;
 mod observe;
@@ -108,13 +109,13 @@ mod strict;
 
 pub use apply::{apply, reconcile};
 pub use model::{
-    endpoint_netns_path, endpoint_ns_name, fmt_mac, network_netns_path, network_ns_name, parse_mac,
-    veth_name, ApplyReport, DefaultRoute, Desired, DesiredEndpoint, DesiredInterface,
-    DesiredNetwork, FdbEntry, Layout, LinkKind, Mac, NeighEntry, Observed, ObservedLink,
-    ObservedNs, Op, OpError, RemoteEndpoint, VethPeer, VxlanParams, BRIDGE, ENDPOINT_NS_PREFIX,
-    LOOPBACK, NETNS_DIR, NETWORK_ID_CHARS, NETWORK_NS_PREFIX, VXLAN,
+    endpoint_netns_path, endpoint_ns_name, fmt_mac, fnv1a, is_own_ns_name, network_netns_path,
+    network_ns_name, parse_mac, veth_name, ApplyReport, DefaultRoute, Desired, DesiredEndpoint,
+    DesiredInterface, DesiredNetwork, FdbEntry, Layout, LinkKind, Mac, NeighEntry, Observed,
+    ObservedLink, ObservedNs, Op, OpError, RemoteEndpoint, VethPeer, VxlanParams, BRIDGE,
+    ENDPOINT_NS_PREFIX, LOOPBACK, NETNS_DIR, NETWORK_ID_CHARS, NETWORK_NS_PREFIX, VXLAN,
 };
-pub use observe::observe;
+pub use observe::{link_mtu, observe};
 pub use plan::{plan, render};
 pub use sim::{simulate, simulate_checked};
 pub use strict::{

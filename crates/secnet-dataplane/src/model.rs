@@ -87,6 +87,25 @@ pub fn network_ns_name(network_id: &str) -> String {
     format!("{NETWORK_NS_PREFIX}{short}")
 }
 
+/// True when `name` is a file name the data path gives a namespace under
+/// `<run_dir>/netns/`: `net-` and the first 12 characters (letters and digits) of a network
+/// id, or `ep-` and an
+/// endpoint name (1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit).
+/// The exact shape, never a prefix alone: whatever else is in the directory belongs to
+/// someone else and is left alone.
+pub fn is_own_ns_name(name: &str) -> bool {
+    if let Some(id) = name.strip_prefix(NETWORK_NS_PREFIX) {
+        return id.len() == NETWORK_ID_CHARS && id.bytes().all(|c| c.is_ascii_alphanumeric());
+    }
+    let Some(ep) = name.strip_prefix(ENDPOINT_NS_PREFIX) else {
+        return false;
+    };
+    let mut chars = ep.bytes();
+    ep.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// File name of an endpoint's namespace: `ep-` + its name.
 pub fn endpoint_ns_name(endpoint: &str) -> String {
     format!("{ENDPOINT_NS_PREFIX}{endpoint}")
@@ -112,8 +131,9 @@ pub fn veth_name(endpoint: &str, ifname: &str) -> String {
     format!("ve{:011x}", fnv1a(&bytes) & 0x0fff_ffff_ffff)
 }
 
-/// FNV-1a, 64 bit: stable across Rust versions (unlike `DefaultHasher`).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bits: a hash that never changes between versions or builds (unlike `DefaultHasher`), for names derived
+/// from paths that a restarted (or upgraded) daemon must derive again.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -222,9 +242,13 @@ pub struct DesiredInterface {
 pub struct Observed {
     /// Mounted network namespaces under `<run_dir>/netns/`, by file name.
     pub namespaces: BTreeMap<String, ObservedNs>,
-    /// Entries of `<run_dir>/netns/` that are not network namespaces (left
-    /// over after a crash, or garbage).
+    /// Entries of `<run_dir>/netns/` with one of our names that are not network
+    /// namespaces (left over after a crash).
     pub stale_files: BTreeSet<String>,
+    /// Entries of `<run_dir>/netns/` whose names we never give ([`is_own_ns_name`]):
+    /// someone else's, so never planned for, opened or removed; only reported.
+    #[serde(default)]
+    pub foreign: BTreeSet<String>,
     /// Our temporary VXLAN devices left in the host namespace.
     pub host_temp_links: BTreeSet<String>,
 }
@@ -665,7 +689,53 @@ impl ApplyReport {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_names_we_give_are_ours() {
+        for own in [
+            "net-0123456789ab",
+            "ep-web.1",
+            "ep-a",
+            &format!("ep-{}", "x".repeat(64)),
+        ] {
+            assert!(is_own_ns_name(own), "{own}");
+        }
+        // What `ip netns add` users, other daemons and tools put in a directory.
+        for foreign in [
+            "h1",
+            "secnetd.lock",
+            "net-c",
+            "net-0123456789abc",
+            "net-0123456789a/",
+            "ep-",
+            "ep--x",
+            "ep-.x",
+            "ep-a b",
+            "EP-a",
+            &format!("ep-{}", "x".repeat(65)),
+        ] {
+            assert!(!is_own_ns_name(foreign), "{foreign}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn names_we_make_are_recognised(
+            id in "[0-9a-f]{24}",
+            ep in "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+            any in "\\PC{0,80}",
+        ) {
+            prop_assert!(is_own_ns_name(&network_ns_name(&id)));
+            prop_assert!(is_own_ns_name(&endpoint_ns_name(&ep)));
+            // Never panics, and anything accepted has one of the two shapes.
+            if is_own_ns_name(&any) {
+                prop_assert!(any.starts_with(NETWORK_NS_PREFIX) || any.starts_with(ENDPOINT_NS_PREFIX));
+            }
+        }
+    }
 
     #[test]
     fn names() {

@@ -4,7 +4,8 @@
 //! open file descriptor, or a bind mount of its `nsfs` file. We keep each one
 //! alive with a bind mount onto a file under the daemon's run directory
 //! (never a global `/run/netns` name, so two daemons on one machine — as in
-//! the lab — never collide). Creating one needs no fork: a short-lived thread
+//! the lab — never collide). The bind mounts must be made in the host's mount
+//! namespace to be usable by others: see [`crate::mountns`]. Creating one needs no fork: a short-lived thread
 //! unshares its network namespace (allowed for a single thread of a
 //! multi-threaded process, unlike `fork()` tricks that copy a whole tokio
 //! runtime), bind-mounts `/proc/thread-self/ns/net` onto the file and ends.
@@ -67,9 +68,11 @@ pub fn delete_netns_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes an entry of the namespace directory that is not a namespace:
-/// files (after unmounting whatever may be mounted there) and empty
-/// directories. Non-empty directories are left alone (error).
+/// Removes an entry of the namespace directory that has one of our names but
+/// is not a namespace (what a crash between creating the file and mounting on
+/// it leaves): files (after unmounting whatever may be mounted there) and
+/// empty directories. Non-empty directories are left alone (error). Entries
+/// with other names never get here (`Observed::foreign`).
 pub fn remove_stale_entry(path: &Path) -> io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,

@@ -230,10 +230,22 @@ pub(crate) fn resolve(raw: BTreeMap<String, RawNs>) -> BTreeMap<String, Observed
     out
 }
 
+/// The MTU of the link called `name` in the calling thread's network namespace (`None`:
+/// no such link). Read over rtnetlink rather than from `/sys/class/net`, which shows the
+/// links of the namespace that mounted sysfs, not necessarily the caller's.
+pub fn link_mtu(name: &str) -> anyhow::Result<Option<u32>> {
+    let mut conn = Conn::open().context("opening a netlink socket")?;
+    Ok(dump_links(&mut conn)?
+        .into_iter()
+        .find(|l| l.raw.name == name)
+        .map(|l| l.raw.link.mtu))
+}
+
 /// Reads the data path of the host described by `layout`. Entries of
-/// `<run_dir>/netns/` that are not network namespaces end up in
-/// [`Observed::stale_files`] (names that are not UTF-8 are skipped). A
-/// missing directory is an empty observation.
+/// `<run_dir>/netns/` with our names ([`is_own_ns_name`]) that are not network
+/// namespaces end up in [`Observed::stale_files`]; entries with any other name
+/// in [`Observed::foreign`], untouched (not even opened); names that are not
+/// UTF-8 are skipped. A missing directory is an empty observation.
 pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
     nl::with_worker(layout, |w| -> anyhow::Result<Observed> {
         let dir = layout.netns_dir();
@@ -262,6 +274,10 @@ pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
                 tracing::warn!(name = ?entry.file_name(), dir = %dir.display(), "ignoring a non-UTF-8 name");
                 continue;
             };
+            if !is_own_ns_name(&name) {
+                observed.foreign.insert(name);
+                continue;
+            }
             let path = entry.path();
             if is_netns_file(&path) {
                 let ns = w

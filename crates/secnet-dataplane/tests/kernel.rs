@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use secnet_dataplane::netns::{create_netns_file, delete_netns_file};
+use secnet_dataplane::netns::{create_netns_file, delete_netns_file, is_netns_file};
 use secnet_dataplane::*;
 
 #[path = "support/iproute2.rs"]
@@ -642,7 +642,7 @@ fn last_endpoint_gone_removes_its_namespaces() {
 }
 
 #[test]
-fn garbage_and_leftovers_in_the_run_dir() {
+fn leftovers_are_removed_and_foreign_entries_left_alone() {
     let w = world!();
     let a = w.a();
     let dir = a.layout.netns_dir();
@@ -665,6 +665,10 @@ fn garbage_and_leftovers_in_the_run_dir() {
     assert!(std::fs::write(&odd, "").is_ok());
     // A namespace nobody wants any more, with a process inside.
     assert!(create_netns_file(&dir.join("ep-ghost")).is_ok());
+    // A namespace someone else mounted here under a name we never give (an `ip netns
+    // add` user's host, another tool's): never ours to delete.
+    let foreign_ns = dir.join("h1");
+    assert!(create_netns_file(&foreign_ns).is_ok());
     // A temporary VXLAN left in the host namespace by a crash.
     let tmp = a.layout.temp_vxlan_name(4242);
     must(
@@ -687,11 +691,11 @@ fn garbage_and_leftovers_in_the_run_dir() {
 
     let o = a.observe();
     let stale: Vec<&str> = o.stale_files.iter().map(String::as_str).collect();
-    assert_eq!(
-        stale,
-        ["emptydir", "ep-crashed", "fifo", "junk", "net-000000000000"]
-    );
+    assert_eq!(stale, ["ep-crashed", "net-000000000000"]);
+    let foreign: Vec<&str> = o.foreign.iter().map(String::as_str).collect();
+    assert_eq!(foreign, ["emptydir", "fifo", "h1", "junk"]);
     assert!(o.namespaces.contains_key("ep-ghost"));
+    assert!(!o.namespaces.contains_key("h1"));
     assert!(o.host_temp_links.contains(&tmp));
 
     a.converge();
@@ -700,6 +704,19 @@ fn garbage_and_leftovers_in_the_run_dir() {
     let names: Vec<&str> = o.namespaces.keys().map(String::as_str).collect();
     assert_eq!(names, ["ep-epa", network_ns_name(NET_ID).as_str()]);
     assert!(odd.exists());
+    // Everything foreign is still there, the namespace still mounted and enterable.
+    for name in ["emptydir", "fifo", "junk"] {
+        assert!(
+            std::fs::symlink_metadata(dir.join(name)).is_ok(),
+            "{name} removed"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("junk")).ok().as_deref(),
+        Some("hello")
+    );
+    assert!(is_netns_file(&foreign_ns), "h1 was unmounted");
+    assert_eq!(a.observe().foreign.len(), 4);
 }
 
 /// Cumulative usage of this process's reaped children (`/proc/self/stat`:

@@ -288,9 +288,10 @@ impl Host {
         .with_context(|| format!("writing {}", self.log_path.display()))?;
         let log_err = log.try_clone().context("duplicating log file handle")?;
 
-        // `nsenter` execs the daemon in place (the child pid is secnetd's) and, unlike
-        // `ip netns exec`, keeps the daemon in our mount namespace: the namespaces it
-        // bind-mounts under its run dir must be visible to the CLI and the tests.
+        // `nsenter` execs the daemon in place (the child pid is secnetd's) and keeps it in
+        // our mount namespace. `ip netns exec` would work too (secnetd then joins the host's
+        // mount namespace itself); `tests/e2e/user_hosts.rs` starts daemons that way, with
+        // hosts made by plain `ip netns add`, so the lab's way is not the only one tested.
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.netns))
             .arg("--")

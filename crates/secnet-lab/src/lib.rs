@@ -57,4 +57,7 @@ pub use lab::{
     CTL_IFACE, CTL_NET, DAEMON_START_TIMEOUT, DAEMON_STOP_TIMEOUT, DATA_BRIDGE, DATA_IFACE,
     DATA_NET, DROP_STOP_TIMEOUT, KEEP_ENV, LINK_MTU, LOG_TAIL_LINES, MAX_HOSTS, SEGMENT_PREFIX_LEN,
 };
-pub use netns::{down_all, list_netns, netns_exists, netns_pids, unique_prefix, NAME_PREFIX};
+pub use netns::{
+    down_all, list_netns, netns_exists, netns_pids, release_mounts_under, unique_prefix,
+    NAME_PREFIX,
+};

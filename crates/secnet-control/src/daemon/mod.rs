@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod identity;
 pub mod keys;
 mod local;
+pub mod lock;
 mod manager;
 mod server;
 #[cfg(test)]
@@ -17,9 +18,11 @@ mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -34,7 +37,7 @@ use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
 use crate::peer::{Committed, PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
 use identity::{Identity, StatePaths};
 
-pub use local::serve_local;
+pub use local::{ensure_socket_free, serve_local};
 
 /// How long a write may wait for the cluster to commit it before we report lost quorum.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +45,27 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Silence after which the leader marks a node down.
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(5);
+
+/// Where a daemon keeps its state unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/secnet";
+/// The run directory of the daemon with the default state directory.
+pub const DEFAULT_RUN_DIR: &str = "/run/secnet";
+
+/// The run directory a daemon uses when none is given: [`DEFAULT_RUN_DIR`] with the default
+/// state directory, `<DEFAULT_RUN_DIR>/state-<16 hex digits>` with any other, the digits a
+/// stable hash of the state directory's absolute path. Two daemons with different state
+/// directories so never share a run directory, and a restarted daemon finds its own again.
+pub fn default_run_dir(state_dir: &Path) -> PathBuf {
+    let state_dir: PathBuf = std::path::absolute(state_dir)
+        .unwrap_or_else(|_| state_dir.to_path_buf())
+        .components()
+        .collect();
+    if state_dir == Path::new(DEFAULT_STATE_DIR) {
+        return PathBuf::from(DEFAULT_RUN_DIR);
+    }
+    let hash = secnet_dataplane::fnv1a(state_dir.as_os_str().as_encoded_bytes());
+    Path::new(DEFAULT_RUN_DIR).join(format!("state-{hash:016x}"))
+}
 
 /// How a daemon is started.
 #[derive(Debug, Clone)]
@@ -61,6 +85,8 @@ pub struct Daemon {
     member: RwLock<Option<Arc<Member>>>,
     /// Serializes init, join, leave and role switches.
     pub(crate) ops: Mutex<()>,
+    /// This daemon's exclusive hold on its state and run directories.
+    _locks: [lock::DirLock; 2],
 }
 
 /// This node's membership while it runs.
@@ -96,6 +122,18 @@ impl Daemon {
     /// Opens the state directory and resumes the membership found there.
     pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
         secnet_keys::seal::ensure_private_dir(&cfg.state_dir)?;
+        // Created 0700 when missing; an existing one keeps its mode (it may be a directory
+        // the operator made, such as systemd's RuntimeDirectory).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&cfg.run_dir)
+            .with_context(|| format!("creating the run directory {}", cfg.run_dir.display()))?;
+        // Before anything reads or writes either directory.
+        let locks = [
+            lock::lock_dir(&cfg.state_dir, "state directory")?,
+            lock::lock_dir(&cfg.run_dir, "run directory")?,
+        ];
+        // Before the membership starts: a daemon on another state directory may serve it.
+        ensure_socket_free(&cfg.socket)?;
         let paths = StatePaths::new(&cfg.state_dir);
         let kek = Arc::new(Kek::load_or_create(&paths.kek())?);
         let daemon = Arc::new(Daemon {
@@ -104,6 +142,7 @@ impl Daemon {
             cfg,
             member: RwLock::new(None),
             ops: Mutex::new(()),
+            _locks: locks,
         });
         match identity::load(&paths, &kek)? {
             Some((id, key)) => {
@@ -638,6 +677,31 @@ pub(crate) fn unix_now() -> u64 {
 mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn default_run_dirs_are_distinct_per_state_dir_and_stable() {
+        assert_eq!(
+            default_run_dir(Path::new("/var/lib/secnet")),
+            Path::new("/run/secnet")
+        );
+        assert_eq!(
+            default_run_dir(Path::new("/var/lib/secnet/")),
+            Path::new("/run/secnet")
+        );
+        let a = default_run_dir(Path::new("/srv/h1/state"));
+        let b = default_run_dir(Path::new("/srv/h2/state"));
+        assert_ne!(a, b);
+        // The digits are part of the on-disk contract: a restarted (or upgraded) daemon
+        // must find its namespaces again.
+        assert_eq!(a, Path::new("/run/secnet/state-3a03e86f47c2dc9d"));
+        assert_eq!(default_run_dir(Path::new("/srv//h1/state/")), a);
+        // Relative paths mean the same directory as their absolute form.
+        let cwd = std::env::current_dir().expect("a working directory");
+        assert_eq!(
+            default_run_dir(Path::new("rel/state")),
+            default_run_dir(&cwd.join("rel/state"))
+        );
+    }
 
     #[test]
     fn renewal_happens_between_half_and_four_fifths_of_the_lifetime() {

@@ -38,11 +38,9 @@ pub(crate) fn underlay_mtu(ip: IpAddr) -> u32 {
             .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
             == Some(ip);
         if matches {
-            let path = format!("/sys/class/net/{}/mtu", ifa.interface_name);
-            if let Some(mtu) = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
+            // Not /sys/class/net: a daemon that joined the host's mount namespace sees
+            // there the links of the namespace sysfs was mounted for, not its own.
+            if let Ok(Some(mtu)) = secnet_dataplane::link_mtu(&ifa.interface_name) {
                 return mtu;
             }
         }

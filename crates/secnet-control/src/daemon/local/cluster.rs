@@ -439,6 +439,7 @@ pub(super) async fn status(daemon: &Arc<Daemon>) -> LocalResult {
             applied_index: 0,
             dataplane_passes: 0,
             dataplane_errors: Vec::new(),
+            run_dir: daemon.cfg.run_dir.display().to_string(),
         }));
     };
     let v = m.view();
@@ -461,5 +462,6 @@ pub(super) async fn status(daemon: &Arc<Daemon>) -> LocalResult {
         applied_index: v.applied_index,
         dataplane_passes: m.reconciler.status().borrow().pass,
         dataplane_errors: m.reconciler.status().borrow().errors.clone(),
+        run_dir: daemon.cfg.run_dir.display().to_string(),
     }))
 }

@@ -32,16 +32,32 @@ pub const DEFAULT_KEY_ROTATION_SECS: u64 = 12 * 3600;
 /// Default `--data-path-port`: VXLAN's IANA port.
 pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 
+/// Refuses a socket path another daemon still answers on, and removes one nobody answers
+/// on (what a crashed daemon leaves behind).
+pub fn ensure_socket_free(socket: &Path) -> anyhow::Result<()> {
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        anyhow::bail!(
+            "another secnetd is serving {}: give this daemon its own --socket, or stop the \
+             other one first",
+            socket.display()
+        );
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "removing the old socket {}: {e}",
+            socket.display()
+        )),
+    }
+}
+
 /// Serves the local API until the listener fails.
 pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::remove_file(socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
-    }
+    ensure_socket_free(socket)?;
     // Bind under a temporary name, restrict it, then move it into place: the socket is never
     // reachable with a wider mode.
     let tmp = socket.with_extension(format!("tmp-{}", std::process::id()));
