@@ -37,6 +37,11 @@ pub enum ModelError {
     /// `--gateway` needs `--subnet`.
     #[error("--gateway requires --subnet: a gateway can only be chosen inside an explicit subnet")]
     GatewayWithoutSubnet,
+    /// Key rotation interval out of range.
+    #[error(
+        "key rotation interval {0}s is out of range: accepted range is 10s to 8760h (one year)"
+    )]
+    InvalidKeyRotationInterval(u64),
     /// MTU out of range.
     #[error("invalid MTU {0}: accepted range is 1280 to 9000")]
     InvalidMtu(u32),

@@ -659,6 +659,24 @@ pub fn validate_endpoint_name(name: &str) -> Result<(), ModelError> {
     validate_network_name(name).map_err(|_| ModelError::InvalidEndpointName(name.to_string()))
 }
 
+/// Shortest `--key-rotation-interval` accepted: a rotation must finish (every live node
+/// installs the pending key) well before the next one starts.
+pub const MIN_KEY_ROTATION_SECS: u64 = 10;
+/// Longest `--key-rotation-interval` accepted: one year (8760h).
+pub const MAX_KEY_ROTATION_SECS: u64 = 8760 * 3600;
+/// `--key-rotation-interval` when none is given: Swarm's 12 hours.
+pub const DEFAULT_KEY_ROTATION_SECS: u64 = 12 * 3600;
+
+/// Checks a key rotation interval (seconds) against the accepted range; the CLI and the
+/// daemon both ask here, so they accept exactly the same values.
+pub fn validate_key_rotation_interval(secs: u64) -> Result<(), ModelError> {
+    if (MIN_KEY_ROTATION_SECS..=MAX_KEY_ROTATION_SECS).contains(&secs) {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidKeyRotationInterval(secs))
+    }
+}
+
 /// Checks an explicit MTU against the range secnet supports.
 pub fn validate_mtu(mtu: u32) -> Result<(), ModelError> {
     if (MIN_MTU..=MAX_MTU).contains(&mtu) {

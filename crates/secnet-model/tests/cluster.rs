@@ -619,3 +619,27 @@ fn wireguard_key_rotation_request_is_cleared_by_a_new_key() {
     assert_eq!(peer.public_key, key_b);
     assert_eq!(peer.tunnel_ip, ip);
 }
+
+#[test]
+fn key_rotation_interval_range_is_ten_seconds_to_a_year() {
+    use secnet_model::{
+        validate_key_rotation_interval, ModelError, DEFAULT_KEY_ROTATION_SECS,
+        MAX_KEY_ROTATION_SECS, MIN_KEY_ROTATION_SECS,
+    };
+    for ok in [10, 3600, DEFAULT_KEY_ROTATION_SECS, 8760 * 3600] {
+        assert!(validate_key_rotation_interval(ok).is_ok(), "{ok}");
+    }
+    assert_eq!(
+        (MIN_KEY_ROTATION_SECS, MAX_KEY_ROTATION_SECS),
+        (10, 31_536_000)
+    );
+    for bad in [0, 9, 8760 * 3600 + 1, u64::MAX] {
+        let err = validate_key_rotation_interval(bad).unwrap_err();
+        assert!(matches!(err, ModelError::InvalidKeyRotationInterval(v) if v == bad));
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{bad}s")) && msg.contains("10s to 8760h"),
+            "{msg}"
+        );
+    }
+}

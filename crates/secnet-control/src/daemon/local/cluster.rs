@@ -35,11 +35,8 @@ pub(super) async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
     let rotation = r
         .key_rotation_interval_secs
         .unwrap_or(DEFAULT_KEY_ROTATION_SECS);
-    if rotation < 10 {
-        return Err(ApiError::invalid(format!(
-            "--key-rotation-interval {rotation}s: the shortest accepted interval is 10s"
-        )));
-    }
+    secnet_model::validate_key_rotation_interval(rotation)
+        .map_err(|e| ApiError::invalid(format!("--key-rotation-interval: {e}")))?;
     let addrs = addrs::resolve_all(
         r.advertise_addr.as_deref(),
         r.listen_addr.as_deref(),

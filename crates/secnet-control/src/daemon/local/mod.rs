@@ -27,8 +27,7 @@ use super::views::{endpoint_info, network_info, node_info};
 use super::{unix_now, Daemon, Member};
 use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
 
-/// Default `--key-rotation-interval`: Swarm's 12 hours.
-pub const DEFAULT_KEY_ROTATION_SECS: u64 = 12 * 3600;
+pub use secnet_model::DEFAULT_KEY_ROTATION_SECS;
 /// Default `--data-path-port`: VXLAN's IANA port.
 pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 
