@@ -11,5 +11,6 @@ fi
 if ! command -v cargo >/dev/null 2>&1 && [ -x /root/.cargo/bin/cargo ]; then
     export PATH="/root/.cargo/bin:$PATH"
 fi
+bash scripts/check-layering.sh
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --test-threads="${SECNET_TEST_THREADS:-2}"

@@ -255,7 +255,7 @@ impl PeerClient {
 }
 
 /// Opens a TLS connection to a manager, verifying it as `secnet-manager`.
-/// Whether a TLS connector's error is the join verifier's [`secnet_keys::pki::CaDigestMismatch`].
+/// Whether a TLS connector's error is the join verifier's [`secnet_pki::CaDigestMismatch`].
 fn is_ca_digest_mismatch(e: &std::io::Error) -> bool {
     let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = e
         .get_ref()
@@ -265,7 +265,7 @@ fn is_ca_digest_mismatch(e: &std::io::Error) -> bool {
     };
     other
         .0
-        .downcast_ref::<secnet_keys::pki::CaDigestMismatch>()
+        .downcast_ref::<secnet_pki::CaDigestMismatch>()
         .is_some()
 }
 
@@ -279,7 +279,7 @@ pub async fn connect_tls(
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let name = rustls_pki_types::ServerName::try_from(secnet_keys::pki::MANAGER_SERVER_NAME)
+        let name = rustls_pki_types::ServerName::try_from(secnet_pki::MANAGER_SERVER_NAME)
             .map_err(|e| unreachable(e.to_string()))?;
         TlsConnector::from(tls)
             .connect(name, tcp)

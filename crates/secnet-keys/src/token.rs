@@ -12,7 +12,7 @@
 //!
 //! * the **CA digest** lets the joiner pin the CA that the manager presents
 //!   during the TLS handshake (see
-//!   [`join_client_config`](crate::pki::join_client_config)), so a
+//!   `secnet_pki::join_client_config`), so a
 //!   man-in-the-middle cannot substitute its own CA;
 //! * the **secret** (16 random bytes) proves to the manager that the joiner
 //!   was invited, and with which role: the worker token and the manager token

@@ -10,7 +10,7 @@ use crate::ids::NodeId;
 
 /// What a node does in the cluster: a manager is a Raft voter holding the whole state; a
 /// worker watches the state from a manager. The same type names the role in certificates.
-pub use secnet_keys::pki::Role;
+pub use secnet_types::Role;
 
 /// Whether the leader hears from a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +53,7 @@ pub struct Node {
     pub joined_at: u64,
 }
 
-/// WireGuard's registered port, the default of `--wireguard-port`.
-pub const DEFAULT_WIREGUARD_PORT: u16 = 51820;
+pub use secnet_types::{DEFAULT_CONTROL_PORT, DEFAULT_DATA_PATH_PORT, DEFAULT_WIREGUARD_PORT};
 
 fn default_wireguard_port() -> u16 {
     DEFAULT_WIREGUARD_PORT

@@ -9,8 +9,7 @@ use nix::ifaddrs::getifaddrs;
 
 use secnet_api::ApiError;
 
-/// Swarm's control port.
-pub const DEFAULT_CONTROL_PORT: u16 = 2377;
+pub use secnet_types::DEFAULT_CONTROL_PORT;
 
 /// IPv4 addresses per interface (loopback excluded), in interface order.
 fn interface_addrs() -> Vec<(String, Ipv4Net)> {

@@ -103,7 +103,7 @@ pub fn desired_for(
         .config
         .as_ref()
         .map(|c| c.data_path_port)
-        .unwrap_or(4789);
+        .unwrap_or(secnet_types::DEFAULT_DATA_PATH_PORT);
     let tunnel_ip = |node: &NodeId| state.wireguard.get(node).map(|w| IpAddr::V4(w.tunnel_ip));
     let my_tunnel_ip = match encrypted {
         EncryptedPath::Ready => tunnel_ip(&me),
@@ -207,7 +207,7 @@ pub fn strict_policy_for(state: &ClusterState) -> StrictPolicy {
             .config
             .as_ref()
             .map(|c| c.data_path_port)
-            .unwrap_or(4789),
+            .unwrap_or(secnet_types::DEFAULT_DATA_PATH_PORT),
         tunnel_ifname: super::tunnel::TUN_NAME.to_string(),
         tunnel_net: secnet_model::TUNNEL_SUBNET,
         encrypted_vnis: state

@@ -29,10 +29,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use secnet_api::{ApiError, ErrorKind};
-use secnet_keys::pki::{self, NodeKey};
 use secnet_keys::seal::Kek;
 use secnet_keys::secret::SecretBytes;
 use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
+use secnet_pki::{self as pki, NodeKey};
 
 use crate::peer::{Committed, PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
 use identity::{Identity, StatePaths};

@@ -11,8 +11,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use secnet_api::{wire, ApiError, ErrorKind};
-use secnet_keys::pki::{self, ClusterCa, NODE_CERT_VALIDITY};
 use secnet_model::{ClusterState, Command, Node, NodeId, NodeStatus, Response, Role};
+use secnet_pki::{self as pki, ClusterCa, NODE_CERT_VALIDITY};
 
 use super::{Member, Runtime};
 use crate::peer::{

@@ -14,12 +14,12 @@ use secnet_api::{
     wire, ApiError, ErrorKind, InitRequest, JoinRequest, LocalRequest, LocalResponse, LocalResult,
     StatusInfo,
 };
-use secnet_keys::pki::{self, ClusterCa, NodeKey, NODE_CERT_VALIDITY};
 use secnet_keys::secret::SecretBytes;
 use secnet_keys::token::{JoinToken, TOKEN_SECRET_LEN};
 use secnet_model::{
     ClusterConfig, ClusterSecrets, Command, NetworkSpec, Node, NodeId, NodeStatus, Response, Role,
 };
+use secnet_pki::{self as pki, ClusterCa, NodeKey, NODE_CERT_VALIDITY};
 
 use super::addrs;
 use super::identity::{self, Identity};
@@ -28,8 +28,7 @@ use super::{unix_now, Daemon, Member};
 use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
 
 pub use secnet_model::DEFAULT_KEY_ROTATION_SECS;
-/// Default `--data-path-port`: VXLAN's IANA port.
-pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
+pub use secnet_types::DEFAULT_DATA_PATH_PORT;
 
 /// Refuses a socket path another daemon still answers on, and removes one nobody answers
 /// on (what a crashed daemon leaves behind).

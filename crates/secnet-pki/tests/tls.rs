@@ -1,12 +1,12 @@
 //! Real TLS 1.3 handshakes over 127.0.0.1 with the configurations from
-//! `secnet_keys::pki`.
+//! `secnet_pki`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
-use secnet_keys::pki::{
+use secnet_pki::{
     cert_fingerprint, client_config, join_client_config, node_identity, server_config, server_name,
     ClusterCa, NodeKey, Role, ALPN_SECNET, NODE_CERT_VALIDITY,
 };

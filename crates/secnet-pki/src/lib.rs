@@ -53,10 +53,10 @@ use rustls::{
     SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::secret::SecretBytes;
+use secnet_keys::secret::SecretBytes;
+pub use secnet_types::Role;
 
 /// DNS name in every manager certificate; clients dialing a manager verify it.
 pub const MANAGER_SERVER_NAME: &str = "secnet-manager";
@@ -121,58 +121,19 @@ pub enum PkiError {
     InvalidValidity(String),
 }
 
-/// A node's role in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Runs the replicated control plane and signs certificates.
-    Manager,
-    /// Runs workloads only.
-    Worker,
-}
-
-impl Role {
-    /// `"manager"` or `"worker"` (also the certificate's OU).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Manager => "manager",
-            Role::Worker => "worker",
-        }
-    }
-
-    /// The DNS SAN in certificates of this role, and the TLS server name to
-    /// verify when dialing a node of this role.
-    pub fn server_name(self) -> &'static str {
-        match self {
-            Role::Manager => MANAGER_SERVER_NAME,
-            Role::Worker => WORKER_SERVER_NAME,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "manager" => Ok(Role::Manager),
-            "worker" => Ok(Role::Worker),
-            other => Err(format!(
-                "unknown role {other:?}: expected \"manager\" or \"worker\""
-            )),
-        }
+/// The DNS SAN in certificates of `role`, and the TLS server name to verify when dialing
+/// a node of that role.
+pub fn role_server_name(role: Role) -> &'static str {
+    match role {
+        Role::Manager => MANAGER_SERVER_NAME,
+        Role::Worker => WORKER_SERVER_NAME,
     }
 }
 
 /// The [`ServerName`] to pass to a TLS connector when dialing a node of
 /// `role` (for managers: `secnet-manager`).
 pub fn server_name(role: Role) -> ServerName<'static> {
-    ServerName::try_from(role.server_name()).expect("the role server names are valid DNS names")
+    ServerName::try_from(role_server_name(role)).expect("the role server names are valid DNS names")
 }
 
 /// SHA-256 of a certificate's DER encoding: the digest carried by join
@@ -418,7 +379,7 @@ impl ClusterCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, cluster_id);
-        params.subject_alt_names = vec![SanType::DnsName(role.server_name().try_into()?)];
+        params.subject_alt_names = vec![SanType::DnsName(role_server_name(role).try_into()?)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -1138,7 +1099,7 @@ mod tests {
             server_name(Role::Manager),
             ServerName::try_from("secnet-manager").expect("name")
         );
-        assert_eq!(Role::Worker.server_name(), "secnet-worker");
+        assert_eq!(role_server_name(Role::Worker), "secnet-worker");
     }
 
     #[test]
