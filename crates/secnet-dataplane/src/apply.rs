@@ -486,16 +486,16 @@ mod tests {
             Op::AddNeigh {
                 ns: ns.clone(),
                 ip: Ipv4Addr::new(10, 0, 0, 2),
-                mac: [2, 0, 0, 0, 0, 2],
+                mac: Mac([2, 0, 0, 0, 0, 2]),
             },
             Op::AddFdb {
                 ns: ns.clone(),
-                mac: [2, 0, 0, 0, 0, 2],
+                mac: Mac([2, 0, 0, 0, 0, 2]),
                 dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
             },
             Op::AddFdb {
                 ns: ns.clone(),
-                mac: [2, 0, 0, 0, 0, 3],
+                mac: Mac([2, 0, 0, 0, 0, 3]),
                 dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 3)),
             },
         ];

@@ -109,8 +109,8 @@ mod strict;
 
 pub use apply::{apply, reconcile};
 pub use model::{
-    endpoint_netns_path, endpoint_ns_name, fmt_mac, fnv1a, is_own_ns_name, network_netns_path,
-    network_ns_name, parse_mac, veth_name, ApplyReport, DefaultRoute, Desired, DesiredEndpoint,
+    endpoint_netns_path, endpoint_ns_name, fnv1a, is_own_ns_name, network_netns_path,
+    network_ns_name, veth_name, ApplyReport, DefaultRoute, Desired, DesiredEndpoint,
     DesiredInterface, DesiredNetwork, FdbEntry, Layout, LinkKind, Mac, NeighEntry, Observed,
     ObservedLink, ObservedNs, Op, OpError, RemoteEndpoint, VethPeer, VxlanParams, BRIDGE,
     ENDPOINT_NS_PREFIX, LOOPBACK, NETNS_DIR, NETWORK_ID_CHARS, NETWORK_NS_PREFIX, VXLAN,

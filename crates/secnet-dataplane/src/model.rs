@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// An Ethernet address.
-pub type Mac = [u8; 6];
+pub use secnet_types::Mac;
 
 /// Name of the bridge in every network namespace.
 pub const BRIDGE: &str = "br0";
@@ -140,31 +140,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &Mac) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<Mac> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in mac.iter_mut() {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(mac)
 }
 
 // ---------------------------------------------------------------------------
@@ -554,7 +529,7 @@ impl fmt::Display for Op {
             Op::DeleteEndpointNs { ns, .. } => write!(f, "delete endpoint namespace {ns}"),
             Op::DeleteVxlan { ns } => write!(f, "[{ns}] delete {VXLAN}"),
             Op::DeleteInterface { ns, name } => write!(f, "[{ns}] delete link {name}"),
-            Op::DelFdb { ns, mac } => write!(f, "[{ns}] delete fdb {}", fmt_mac(mac)),
+            Op::DelFdb { ns, mac } => write!(f, "[{ns}] delete fdb {}", mac),
             Op::DelNeigh { ns, ip } => write!(f, "[{ns}] delete neigh {ip}"),
             Op::CreateNetworkNs { ns } => write!(f, "create network namespace {ns}"),
             Op::CreateEndpointNs { ns } => write!(f, "create endpoint namespace {ns}"),
@@ -622,7 +597,7 @@ impl fmt::Display for Op {
             } => write!(
                 f,
                 "[{ns}] configure {ifname} mac={} mtu={mtu:?} alias={alias:?} del=[{}] add=[{}] up={set_up}",
-                mac.as_ref().map(fmt_mac).unwrap_or_else(|| "-".into()),
+                mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
                 fmt_addrs(del_addrs),
                 fmt_addrs(add_addrs)
             ),
@@ -634,10 +609,10 @@ impl fmt::Display for Op {
                 write!(f, "[{ns}] default via {via} dev {dev}")
             }
             Op::AddNeigh { ns, ip, mac } => {
-                write!(f, "[{ns}] neigh {ip} lladdr {} permanent", fmt_mac(mac))
+                write!(f, "[{ns}] neigh {ip} lladdr {} permanent", mac)
             }
             Op::AddFdb { ns, mac, dst } => {
-                write!(f, "[{ns}] fdb {} dst {dst} permanent", fmt_mac(mac))
+                write!(f, "[{ns}] fdb {} dst {dst} permanent", mac)
             }
         }
     }
@@ -762,18 +737,6 @@ mod tests {
     }
 
     #[test]
-    fn macs() {
-        let m = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a];
-        assert_eq!(fmt_mac(&m), "02:42:0a:4d:00:0a");
-        assert_eq!(parse_mac("02:42:0a:4d:00:0a"), Some(m));
-        assert_eq!(parse_mac("02:42:0A:4D:0:a"), Some(m));
-        assert_eq!(parse_mac("02:42:0a:4d:00"), None);
-        assert_eq!(parse_mac("02:42:0a:4d:00:0a:00"), None);
-        assert_eq!(parse_mac("zz:42:0a:4d:00:0a"), None);
-        assert_eq!(parse_mac(""), None);
-    }
-
-    #[test]
     fn concerns_endpoint() {
         let op = Op::ConfigureInterface {
             ns: endpoint_ns_name("a"),
@@ -789,7 +752,7 @@ mod tests {
         assert!(!op.concerns_endpoint("b"));
         let op = Op::AddFdb {
             ns: network_ns_name("n"),
-            mac: [2, 0, 0, 0, 0, 1],
+            mac: Mac([2, 0, 0, 0, 0, 1]),
             dst: IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         assert!(!op.concerns_endpoint("a"));

@@ -86,10 +86,6 @@ fn valid_mtu(mtu: u32) -> bool {
     (68..=65535).contains(&mtu)
 }
 
-fn unicast_mac(mac: &Mac) -> bool {
-    mac[0] & 1 == 0 && *mac != [0; 6]
-}
-
 /// Longest endpoint name: `ep-<name>/<ifname>` must fit in a link alias.
 const MAX_ENDPOINT_NAME: usize = 200;
 const MAX_NETWORK_ID: usize = 200;
@@ -133,12 +129,10 @@ pub(crate) fn normalize(desired: &Desired) -> (Norm<'_>, Vec<String>) {
         let mut fdb = BTreeMap::new();
         let mut neigh = BTreeMap::new();
         for r in &net.remotes {
-            if !unicast_mac(&r.mac) || r.vtep.is_unspecified() {
+            if !r.mac.is_unicast() || r.vtep.is_unspecified() {
                 problems.push(format!(
                     "network {:?}: remote {} ({}) ignored: bad MAC or VTEP",
-                    net.id,
-                    r.ip,
-                    fmt_mac(&r.mac)
+                    net.id, r.ip, r.mac
                 ));
                 continue;
             }
@@ -181,8 +175,8 @@ pub(crate) fn normalize(desired: &Desired) -> (Norm<'_>, Vec<String>) {
                 Some(format!("prefix length {}", i.prefix_len))
             } else if !valid_mtu(i.mtu) {
                 Some(format!("invalid MTU {}", i.mtu))
-            } else if !unicast_mac(&i.mac) {
-                Some(format!("MAC {} is not unicast", fmt_mac(&i.mac)))
+            } else if !i.mac.is_unicast() {
+                Some(format!("MAC {} is not unicast", i.mac))
             } else {
                 None
             };

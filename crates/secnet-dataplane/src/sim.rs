@@ -229,7 +229,7 @@ pub(crate) fn step(s: &mut Observed, op: &Op) -> StepResult {
         Op::DeleteInterface { ns, name } => remove_link(s, ns, name)?,
         Op::DelFdb { ns, mac } => {
             if vxlan_mut(s, ns)?.fdb.remove(mac).is_none() {
-                return Err(format!("no fdb entry {}", fmt_mac(mac)));
+                return Err(format!("no fdb entry {}", mac));
             }
         }
         Op::DelNeigh { ns, ip } => {

@@ -39,8 +39,8 @@ const IP_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const EP_IP_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 const EP_IP_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
-const MAC_A: Mac = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a];
-const MAC_B: Mac = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b];
+const MAC_A: Mac = Mac([0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a]);
+const MAC_B: Mac = Mac([0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b]);
 
 // ---------------------------------------------------------------------------
 // Commands
@@ -875,8 +875,11 @@ fn observation_matches_iproute2() {
         assert_eq!(iproute2::without_peers(ns.clone()), want, "{name}");
     }
     let fdb = &observed.namespaces[&network_ns_name(NET_ID)].fdb;
-    assert_eq!(fdb[&[0u8; 6]].dsts.len(), 2, "{fdb:?}");
-    assert!(!fdb[&[2, 0x42, 0x0a, 0x4d, 0, 0x0c]].permanent, "{fdb:?}");
+    assert_eq!(fdb[&Mac([0u8; 6])].dsts.len(), 2, "{fdb:?}");
+    assert!(
+        !fdb[&Mac([2, 0x42, 0x0a, 0x4d, 0, 0x0c])].permanent,
+        "{fdb:?}"
+    );
     let neigh = &observed.namespaces[&network_ns_name(NET_ID)].neigh;
     assert!(!neigh[&Ipv4Addr::new(10, 77, 0, 12)].permanent, "{neigh:?}");
     assert!(
@@ -961,7 +964,7 @@ fn failed_ops_are_reported_and_the_rest_still_runs() {
     let net = network_ns_name(NET_ID);
     let ep = endpoint_ns_name("epa");
     assert!(create_netns_file(&a.layout.ns_path("ep-ghost")).is_ok());
-    let mac = [2, 0x42, 0x0a, 0x4d, 0, 0x63];
+    let mac = Mac([2, 0x42, 0x0a, 0x4d, 0, 0x63]);
     let ops = vec![
         Op::CreateBridge {
             ns: net.clone(),

@@ -35,7 +35,7 @@ fn example() -> Desired {
             port: 4789,
             remotes: vec![RemoteEndpoint {
                 ip: v4(10, 77, 0, 11),
-                mac: [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b],
+                mac: Mac([0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b]),
                 vtep: IpAddr::V4(v4(198, 51, 100, 2)),
             }],
         },
@@ -49,7 +49,7 @@ fn example() -> Desired {
                 network_id: NET_ID.into(),
                 ip: v4(10, 77, 0, 10),
                 prefix_len: 24,
-                mac: [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a],
+                mac: Mac([0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0a]),
                 mtu: 1450,
                 gateway: v4(10, 77, 0, 1),
                 default_route: true,
@@ -170,7 +170,7 @@ fn converged_state_needs_nothing() {
 fn lost_fdb_entry_is_exactly_re_added() {
     let d = example();
     let mut o = converged(&d);
-    let mac = [0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b];
+    let mac = Mac([0x02, 0x42, 0x0a, 0x4d, 0x00, 0x0b]);
     o.namespaces.get_mut(&net_ns()).map(|n| n.fdb.remove(&mac));
     assert_eq!(
         plan_and_check(&d, &o),
@@ -245,14 +245,14 @@ fn extra_entries_removed_kernel_entries_kept() {
     let mut o = converged(&d);
     let n = o.namespaces.get_mut(&net_ns()).map(|n| {
         n.fdb.insert(
-            [2, 0, 0, 0, 0, 0x99],
+            Mac([2, 0, 0, 0, 0, 0x99]),
             FdbEntry {
                 dsts: [IpAddr::V4(v4(198, 51, 100, 9))].into_iter().collect(),
                 permanent: true,
             },
         );
         n.fdb.insert(
-            [2, 0, 0, 0, 0, 0x98],
+            Mac([2, 0, 0, 0, 0, 0x98]),
             FdbEntry {
                 dsts: [IpAddr::V4(v4(198, 51, 100, 8))].into_iter().collect(),
                 permanent: false,
@@ -261,7 +261,7 @@ fn extra_entries_removed_kernel_entries_kept() {
         n.neigh.insert(
             v4(10, 77, 0, 99),
             NeighEntry {
-                mac: Some([2, 0, 0, 0, 0, 0x99]),
+                mac: Some(Mac([2, 0, 0, 0, 0, 0x99])),
                 permanent: true,
             },
         );
@@ -283,7 +283,7 @@ fn extra_entries_removed_kernel_entries_kept() {
             },
             Op::DelFdb {
                 ns: net_ns(),
-                mac: [2, 0, 0, 0, 0, 0x99]
+                mac: Mac([2, 0, 0, 0, 0, 0x99])
             },
         ]
     );
@@ -412,7 +412,7 @@ fn problems_are_reported_and_ignored() {
         i.network_id = "missing".into();
         ep.interfaces.push(i);
         let mut i = ep.interfaces[0].clone();
-        i.mac = [1, 0, 0x5e, 0, 0, 1];
+        i.mac = Mac([1, 0, 0x5e, 0, 0, 1]);
         i.ifname = "eth2".into();
         ep.interfaces.push(i);
     }
@@ -437,10 +437,10 @@ const BAD_IDS: &[&str] = &[
 ];
 const EP_NAMES: &[&str] = &["a", "b", "c.1"];
 const MACS: &[Mac] = &[
-    [2, 0, 0, 0, 0, 1],
-    [2, 0, 0, 0, 0, 2],
-    [2, 0, 0, 0, 0, 3],
-    [2, 0, 0, 0, 0, 4],
+    Mac([2, 0, 0, 0, 0, 1]),
+    Mac([2, 0, 0, 0, 0, 2]),
+    Mac([2, 0, 0, 0, 0, 3]),
+    Mac([2, 0, 0, 0, 0, 4]),
 ];
 
 fn pick<T: Clone + std::fmt::Debug>(pool: &[T]) -> impl Strategy<Value = T> {
@@ -465,7 +465,7 @@ fn arb_vtep() -> BoxedStrategy<IpAddr> {
 }
 
 fn arb_mac() -> BoxedStrategy<Mac> {
-    mostly(MACS, &[[1, 0, 0x5e, 0, 0, 1], [0; 6]])
+    mostly(MACS, &[Mac([1, 0, 0x5e, 0, 0, 1]), Mac([0; 6])])
 }
 
 fn arb_network() -> impl Strategy<Value = DesiredNetwork> {

@@ -10,7 +10,7 @@ use crate::ids::NodeId;
 
 /// What a node does in the cluster: a manager is a Raft voter holding the whole state; a
 /// worker watches the state from a manager. The same type names the role in certificates.
-pub use secnet_types::Role;
+pub use secnet_types::{Mac, Role};
 
 /// Whether the leader hears from a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,67 +164,4 @@ pub struct Attachment {
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub mac: Mac,
-}
-
-/// An Ethernet address, shown as `02:42:0a:14:00:02`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Mac(pub [u8; 6]);
-
-impl Mac {
-    /// The MAC an address gets: locally administered `02:42` (as Docker does) followed by the
-    /// IPv4 address, so it is unique wherever the address is.
-    pub fn for_ip(ip: Ipv4Addr) -> Mac {
-        let o = ip.octets();
-        Mac([0x02, 0x42, o[0], o[1], o[2], o[3]])
-    }
-}
-
-impl std::fmt::Display for Mac {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl std::fmt::Debug for Mac {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Mac({self})")
-    }
-}
-
-impl std::str::FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.split(':').collect();
-        let bad =
-            || format!("invalid MAC address {s:?}: expected six hex bytes like 02:42:0a:00:00:02");
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 6];
-        for (o, p) in out.iter_mut().zip(parts) {
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        Ok(Mac(out))
-    }
-}
-
-impl Serialize for Mac {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
 }

@@ -144,7 +144,7 @@ pub fn desired_for(
                 network_id: net.id.clone(),
                 ip: a.ip,
                 prefix_len: net.subnet.prefix_len(),
-                mac: a.mac.0,
+                mac: a.mac,
                 mtu,
                 gateway: net.gateway,
                 default_route: i == 0,
@@ -164,7 +164,7 @@ pub fn desired_for(
                         };
                         Some(RemoteEndpoint {
                             ip: a.ip,
-                            mac: a.mac.0,
+                            mac: a.mac,
                             vtep,
                         })
                     })

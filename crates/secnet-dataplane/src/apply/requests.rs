@@ -115,7 +115,7 @@ impl fmt::Display for Req {
             } => write!(
                 f,
                 "link add {name} mtu {mtu} type veth peer name {peer} address {} mtu {peer_mtu} netns {}",
-                fmt_mac(peer_mac),
+                peer_mac,
                 peer_ns.display()
             ),
             Req::SetUp { name } => write!(f, "link set {name} up"),
@@ -123,7 +123,7 @@ impl fmt::Display for Req {
             Req::SetMaster { name, master } => write!(f, "link set {name} master {master}"),
             Req::SetAlias { name, alias } => write!(f, "link set {name} alias {alias}"),
             Req::SetAddress { name, mac } => {
-                write!(f, "link set {name} address {}", fmt_mac(mac))
+                write!(f, "link set {name} address {}", mac)
             }
             Req::AddrDel { dev, net } => write!(f, "addr del {net} dev {dev}"),
             Req::AddrReplace { dev, net } => write!(f, "addr replace {net} dev {dev}"),
@@ -135,15 +135,15 @@ impl fmt::Display for Req {
             Req::NeighReplace { ip, mac } => write!(
                 f,
                 "neigh replace {ip} lladdr {} dev {VXLAN} nud permanent",
-                fmt_mac(mac)
+                mac
             ),
             Req::NeighDel { ip } => write!(f, "neigh del {ip} dev {VXLAN}"),
             Req::FdbReplace { mac, dst } => write!(
                 f,
                 "fdb replace {} dev {VXLAN} dst {dst} self permanent",
-                fmt_mac(mac)
+                mac
             ),
-            Req::FdbDel { mac } => write!(f, "fdb del {} dev {VXLAN} self", fmt_mac(mac)),
+            Req::FdbDel { mac } => write!(f, "fdb del {} dev {VXLAN} self", mac),
         }
     }
 }
@@ -189,7 +189,8 @@ fn veth_message(
     peer_ns: &File,
 ) -> LinkMessage {
     let mut p = link_named(peer);
-    p.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
+    p.attributes
+        .push(LinkAttribute::Address(peer_mac.octets().to_vec()));
     p.attributes.push(LinkAttribute::Mtu(peer_mtu));
     p.attributes
         .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
@@ -249,7 +250,7 @@ fn neigh_message(index: u32, ip: Ipv4Addr, mac: Option<&Mac>) -> NeighbourMessag
         .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
     if let Some(mac) = mac {
         m.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
     }
     m
 }
@@ -261,7 +262,7 @@ fn fdb_message(index: u32, mac: &Mac, dst: Option<IpAddr>) -> NeighbourMessage {
     m.header.state = NeighbourState::from(FDB_STATE);
     m.header.flags = NeighbourFlags::Own; // NTF_SELF: vxlan0's own table
     m.attributes
-        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
     if let Some(d) = dst {
         m.attributes.push(NeighbourAttribute::Destination(match d {
             IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
@@ -374,7 +375,8 @@ pub(super) fn exec(conn: &mut Conn, req: &Req) -> Result<(), ExecError> {
         }
         Req::SetAddress { name, mac } => {
             let mut m = link_named(name);
-            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+            m.attributes
+                .push(LinkAttribute::Address(mac.octets().to_vec()));
             set(conn, m)
         }
         Req::AddrDel { dev, net } => {
@@ -449,7 +451,7 @@ mod tests {
 
         let fdb = fdb_message(
             7,
-            &[2, 0, 0, 0, 0, 9],
+            &Mac([2, 0, 0, 0, 0, 9]),
             Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9))),
         );
         assert_eq!(fdb.header.family, AddressFamily::Bridge);
@@ -458,11 +460,17 @@ mod tests {
         assert!(fdb.header.flags.contains(NeighbourFlags::Own));
         assert_eq!(fdb.attributes.len(), 2);
         assert_eq!(
-            fdb_message(7, &[2, 0, 0, 0, 0, 9], None).attributes.len(),
+            fdb_message(7, &Mac([2, 0, 0, 0, 0, 9]), None)
+                .attributes
+                .len(),
             1
         );
 
-        let n = neigh_message(7, Ipv4Addr::new(10, 0, 0, 9), Some(&[2, 0, 0, 0, 0, 9]));
+        let n = neigh_message(
+            7,
+            Ipv4Addr::new(10, 0, 0, 9),
+            Some(&Mac([2, 0, 0, 0, 0, 9])),
+        );
         assert_eq!(n.header.family, AddressFamily::Inet);
         assert_eq!(n.header.state, NeighbourState::Permanent);
 

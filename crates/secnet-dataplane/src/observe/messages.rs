@@ -114,7 +114,7 @@ fn bad(what: &str, attr: &str, e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 fn mac_of(value: &[u8]) -> Option<Mac> {
-    <[u8; 6]>::try_from(value).ok()
+    <[u8; 6]>::try_from(value).ok().map(Mac)
 }
 
 fn ipv4_of(value: &[u8]) -> Option<Ipv4Addr> {
@@ -453,7 +453,7 @@ mod tests {
         let lo = parse_link(&bytes(&lo)).expect("lo");
         assert_eq!(lo.raw.link.kind, LinkKind::Loopback);
         assert!(lo.raw.link.up);
-        assert_eq!(lo.raw.link.mac, Some([0; 6]));
+        assert_eq!(lo.raw.link.mac, Some(Mac([0; 6])));
 
         let mut vx = link(
             2,
@@ -696,7 +696,7 @@ mod tests {
         }
         if let Some(mac) = mac {
             m.attributes
-                .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+                .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
         }
         if master {
             m.attributes.push(NeighbourAttribute::Controller(3));
@@ -710,7 +710,7 @@ mod tests {
     fn parses_neighbours_like_ip() {
         let names: HashMap<u32, String> = [(2, VXLAN.to_string()), (3, BRIDGE.to_string())].into();
         let ip = |d: u8| IpAddr::V4(Ipv4Addr::new(10, 77, 0, d));
-        let mac = |d: u8| [2, 0x42, 10, 0x4d, 0, d];
+        let mac = |d: u8| Mac([2, 0x42, 10, 0x4d, 0, d]);
         let e = neigh_entry(
             &neigh(
                 AddressFamily::Inet,
@@ -792,7 +792,7 @@ mod tests {
                 2,
                 NUD_PERMANENT,
                 None,
-                Some([0x6a, 0xfb, 0xa3, 0xbd, 0x94, 0xab]),
+                Some(Mac([0x6a, 0xfb, 0xa3, 0xbd, 0x94, 0xab])),
                 true,
             ),
             // Default destinations (appended): one entry, two dsts.
@@ -801,16 +801,16 @@ mod tests {
                 2,
                 NUD_PERMANENT | NUD_NOARP,
                 Some(dst(7)),
-                Some([0; 6]),
+                Some(Mac([0; 6])),
                 false,
             ),
-            neigh(b, 2, NUD_PERMANENT, Some(dst(8)), Some([0; 6]), false),
+            neigh(b, 2, NUD_PERMANENT, Some(dst(8)), Some(Mac([0; 6])), false),
             neigh(
                 b,
                 2,
                 NUD_PERMANENT,
                 Some(dst(2)),
-                Some([2, 0x42, 10, 0x4d, 0, 0x0b]),
+                Some(Mac([2, 0x42, 10, 0x4d, 0, 0x0b])),
                 false,
             ),
             neigh(
@@ -818,7 +818,7 @@ mod tests {
                 2,
                 0x02,
                 Some(dst(3)),
-                Some([2, 0x42, 10, 0x4d, 0, 0x0c]),
+                Some(Mac([2, 0x42, 10, 0x4d, 0, 0x0c])),
                 false,
             ),
             // Another device's entry: skipped.
@@ -827,16 +827,16 @@ mod tests {
                 4,
                 NUD_PERMANENT,
                 Some(dst(9)),
-                Some([2, 0, 0, 0, 0, 9]),
+                Some(Mac([2, 0, 0, 0, 0, 9])),
                 false,
             ),
         ] {
             add_fdb_row(&mut fdb, &n, 2);
         }
         assert_eq!(fdb.len(), 3);
-        assert_eq!(fdb[&[0; 6]].dsts.len(), 2);
-        assert!(fdb[&[0; 6]].permanent);
-        assert!(fdb[&[2, 0x42, 10, 0x4d, 0, 0x0b]].permanent);
-        assert!(!fdb[&[2, 0x42, 10, 0x4d, 0, 0x0c]].permanent);
+        assert_eq!(fdb[&Mac([0; 6])].dsts.len(), 2);
+        assert!(fdb[&Mac([0; 6])].permanent);
+        assert!(fdb[&Mac([2, 0x42, 10, 0x4d, 0, 0x0b])].permanent);
+        assert!(!fdb[&Mac([2, 0x42, 10, 0x4d, 0, 0x0c])].permanent);
     }
 }

@@ -102,7 +102,7 @@ pub fn links(v: &Value) -> BTreeMap<String, ObservedLink> {
                     .unwrap_or(0),
                 up: flags.iter().any(|f| f == "UP"),
                 master: str_of(l, "master").map(str::to_owned),
-                mac: str_of(l, "address").and_then(parse_mac),
+                mac: str_of(l, "address").and_then(|s| s.parse::<Mac>().ok()),
                 alias: str_of(l, "ifalias").map(str::to_owned),
                 addrs,
             },
@@ -139,7 +139,7 @@ pub fn neigh(v: &Value) -> BTreeMap<Ipv4Addr, NeighEntry> {
             Some((
                 ip,
                 NeighEntry {
-                    mac: str_of(n, "lladdr").and_then(parse_mac),
+                    mac: str_of(n, "lladdr").and_then(|s| s.parse::<Mac>().ok()),
                     permanent,
                 },
             ))
@@ -154,7 +154,7 @@ pub fn fdb(v: &Value) -> BTreeMap<Mac, FdbEntry> {
         if e.get("master").is_some() || str_of(e, "ifname").is_some_and(|d| d != VXLAN) {
             continue;
         }
-        let Some(mac) = str_of(e, "mac").and_then(parse_mac) else {
+        let Some(mac) = str_of(e, "mac").and_then(|s| s.parse::<Mac>().ok()) else {
             continue;
         };
         let permanent = strings(e, "state")
