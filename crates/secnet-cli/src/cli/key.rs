@@ -7,11 +7,6 @@ use secnet_api::LocalRequest;
 
 use super::{Invocation, ListFormat, Render};
 
-/// The shortest accepted `--key-rotation-interval`.
-pub const MIN_KEY_ROTATION: Duration = Duration::from_secs(10);
-/// The longest accepted `--key-rotation-interval` (8760h, one year).
-pub const MAX_KEY_ROTATION: Duration = Duration::from_secs(8760 * 3600);
-
 pub(super) const KEY_LONG_ABOUT: &str = "\
 Show or rotate the cluster's pre-shared-key ring.
 
@@ -62,15 +57,50 @@ impl KeyCommand {
     }
 }
 
-/// `--key-rotation-interval`: a humantime duration within [`MIN_KEY_ROTATION`,
-/// [`MAX_KEY_ROTATION`]].
+/// `--key-rotation-interval`: a humantime duration, whole seconds (what the request carries),
+/// within the model's `MIN_KEY_ROTATION_SECS..=MAX_KEY_ROTATION_SECS`. The range check is the model's
+/// `validate_key_rotation_interval`, the one the daemon applies, so both accept the same values.
 pub(super) fn parse_key_rotation_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 10s, 30m, 12h, 7days)"))?;
-    if d < MIN_KEY_ROTATION || d > MAX_KEY_ROTATION {
-        return Err(format!(
+    secnet_model::validate_key_rotation_interval(d.as_secs()).map_err(|_| {
+        format!(
             "key rotation interval {s:?} is out of range: accepted range is 10s to 8760h (one year)"
-        ));
+        )
+    })?;
+    Ok(Duration::from_secs(d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_cli_accepts_exactly_what_the_daemon_accepts() {
+        for (text, secs) in [
+            ("10s", 10),
+            ("12h", 12 * 3600),
+            ("8760h", 8760 * 3600),
+            ("10s 999ms", 10),
+        ] {
+            let d = parse_key_rotation_interval(text).unwrap();
+            assert_eq!(d, Duration::from_secs(secs), "{text}");
+            assert!(secnet_model::validate_key_rotation_interval(d.as_secs()).is_ok());
+        }
+        for text in ["9s", "9s 999ms", "8761h", "0s"] {
+            let err = parse_key_rotation_interval(text).unwrap_err();
+            assert!(
+                err.contains(&format!("{text:?}")) && err.contains("10s to 8760h"),
+                "{err}"
+            );
+            let secs = humantime::parse_duration(text).unwrap().as_secs();
+            assert!(
+                secnet_model::validate_key_rotation_interval(secs).is_err(),
+                "{text}"
+            );
+        }
+        let err = parse_key_rotation_interval("soon").unwrap_err();
+        assert!(err.contains("\"soon\"") && err.contains("12h"), "{err}");
     }
-    Ok(d)
 }

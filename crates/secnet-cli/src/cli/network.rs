@@ -269,18 +269,17 @@ fn parse_network_opt(s: &str) -> Result<NetworkOpt, String> {
                     secnet_model::MAX_MTU
                 ));
             };
-            let range = secnet_model::MIN_MTU..=secnet_model::MAX_MTU;
+            let (min, max) = (secnet_model::MIN_MTU, secnet_model::MAX_MTU);
             match v.parse::<u32>() {
-                Ok(n) if range.contains(&n) => Ok(NetworkOpt::Mtu(n)),
-                Ok(_) => Err(format!(
-                    "invalid MTU {v:?}: accepted range is {} to {}",
-                    range.start(),
-                    range.end()
-                )),
+                // The model's check, the one the daemon applies.
+                Ok(n) => match secnet_model::validate_mtu(n) {
+                    Ok(()) => Ok(NetworkOpt::Mtu(n)),
+                    Err(_) => Err(format!(
+                        "invalid MTU {v:?}: accepted range is {min} to {max}"
+                    )),
+                },
                 Err(_) => Err(format!(
-                    "invalid MTU {v:?}: expected a whole number from {} to {}",
-                    range.start(),
-                    range.end()
+                    "invalid MTU {v:?}: expected a whole number from {min} to {max}"
                 )),
             }
         }
