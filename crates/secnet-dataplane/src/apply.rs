@@ -444,7 +444,7 @@ pub fn apply(layout: &Layout, ops: &[Op]) -> ApplyReport {
 }
 
 /// Observes, plans and applies once. Returns the ops and the report.
-pub fn reconcile(layout: &Layout, desired: &Desired) -> anyhow::Result<(Vec<Op>, ApplyReport)> {
+pub fn reconcile(layout: &Layout, desired: &Desired) -> crate::Result<(Vec<Op>, ApplyReport)> {
     let observed = crate::observe(layout)?;
     let ops = crate::plan(desired, &observed);
     let report = apply(layout, &ops);

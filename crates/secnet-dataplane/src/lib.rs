@@ -85,7 +85,7 @@
 //!
 //! ```no_run
 //! use secnet_dataplane::{apply, observe, plan, Desired, Layout};
-//! # fn main() -> anyhow::Result<()> {
+//! # fn main() -> Result<(), secnet_dataplane::DataplaneError> {
 //! let layout = Layout::new("/run/secnet", None);
 //! let desired = Desired::default(); // from the replicated state
 //! let ops = plan(&desired, &observe(&layout)?);
@@ -98,6 +98,7 @@
 
 mod apply;
 mod cmd;
+mod error;
 mod model;
 pub mod mountns;
 pub mod netns;
@@ -108,6 +109,7 @@ mod sim;
 mod strict;
 
 pub use apply::{apply, reconcile};
+pub use error::{DataplaneError, Result};
 pub use model::{
     endpoint_netns_path, endpoint_ns_name, fnv1a, is_own_ns_name, network_netns_path,
     network_ns_name, veth_name, ApplyReport, DefaultRoute, Desired, DesiredEndpoint,

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use anyhow::{anyhow, Context};
+use crate::error::{DataplaneError, Result};
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
@@ -56,12 +56,48 @@ pub(crate) struct RawNs {
     pub neigh: BTreeMap<Ipv4Addr, NeighEntry>,
 }
 
-fn dump(conn: &mut Conn, what: &str, msg: RouteNetlinkMessage) -> anyhow::Result<Vec<Reply>> {
-    conn.dump(msg).map_err(|e| anyhow!("dumping {what}: {e}"))
+fn dump(conn: &mut Conn, what: &str, msg: RouteNetlinkMessage) -> Result<Vec<Reply>> {
+    conn.dump(msg).map_err(|e| DataplaneError::Netlink {
+        context: format!("dumping {what}"),
+        errno: e.errno(),
+        message: e.to_string(),
+    })
+}
+
+/// Puts `context` in front of an error's text: what the whole step was doing.
+fn within(context: impl FnOnce() -> String) -> impl FnOnce(DataplaneError) -> DataplaneError {
+    move |e| match e {
+        DataplaneError::Netlink {
+            context: inner,
+            message,
+            errno,
+        } => DataplaneError::Netlink {
+            context: format!("{}: {inner}", context()),
+            message,
+            errno,
+        },
+        DataplaneError::Io {
+            context: inner,
+            source,
+        } => DataplaneError::Io {
+            context: format!("{}: {inner}", context()),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// A failure to reach a namespace's netlink socket (entering it, or opening the socket).
+fn unreachable_ns(context: String, message: String) -> DataplaneError {
+    DataplaneError::Netlink {
+        context,
+        message,
+        errno: None,
+    }
 }
 
 /// All links of the namespace `conn` is in, with master names resolved.
-fn dump_links(conn: &mut Conn) -> anyhow::Result<Vec<NlLink>> {
+fn dump_links(conn: &mut Conn) -> Result<Vec<NlLink>> {
     let mut links = Vec::new();
     for r in dump(
         conn,
@@ -89,7 +125,7 @@ fn neigh_dump(family: AddressFamily) -> RouteNetlinkMessage {
 }
 
 /// Everything of one namespace.
-fn observe_ns(conn: &mut Conn) -> anyhow::Result<RawNs> {
+fn observe_ns(conn: &mut Conn) -> Result<RawNs> {
     let links = dump_links(conn)?;
     let names: HashMap<u32, String> = links
         .iter()
@@ -233,8 +269,8 @@ pub(crate) fn resolve(raw: BTreeMap<String, RawNs>) -> BTreeMap<String, Observed
 /// The MTU of the link called `name` in the calling thread's network namespace (`None`:
 /// no such link). Read over rtnetlink rather than from `/sys/class/net`, which shows the
 /// links of the namespace that mounted sysfs, not necessarily the caller's.
-pub fn link_mtu(name: &str) -> anyhow::Result<Option<u32>> {
-    let mut conn = Conn::open().context("opening a netlink socket")?;
+pub fn link_mtu(name: &str) -> Result<Option<u32>> {
+    let mut conn = Conn::open().map_err(|e| DataplaneError::io("opening a netlink socket", e))?;
     Ok(dump_links(&mut conn)?
         .into_iter()
         .find(|l| l.raw.name == name)
@@ -246,14 +282,14 @@ pub fn link_mtu(name: &str) -> anyhow::Result<Option<u32>> {
 /// namespaces end up in [`Observed::stale_files`]; entries with any other name
 /// in [`Observed::foreign`], untouched (not even opened); names that are not
 /// UTF-8 are skipped. A missing directory is an empty observation.
-pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
-    nl::with_worker(layout, |w| -> anyhow::Result<Observed> {
+pub fn observe(layout: &Layout) -> Result<Observed> {
+    nl::with_worker(layout, |w| -> Result<Observed> {
         let dir = layout.netns_dir();
         let host = w
             .enter(&Target::Host)
-            .map_err(|e| anyhow!("observing the host namespace: {e}"))?;
+            .map_err(|e| unreachable_ns("observing the host namespace".into(), e))?;
         let host_temp_links = dump_links(host)
-            .context("observing the host namespace")?
+            .map_err(within(|| "observing the host namespace".into()))?
             .into_iter()
             .filter(|l| l.kind.as_deref() == Some("vxlan") && layout.is_temp_link(&l.raw.name))
             .map(|l| l.raw.name)
@@ -265,11 +301,12 @@ pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
         let entries = match std::fs::read_dir(&dir) {
             Ok(rd) => Some(rd),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            Err(e) => return Err(DataplaneError::io(format!("reading {}", dir.display()), e)),
         };
         let mut raw = BTreeMap::new();
         for entry in entries.into_iter().flatten() {
-            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let entry =
+                entry.map_err(|e| DataplaneError::io(format!("reading {}", dir.display()), e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 tracing::warn!(name = ?entry.file_name(), dir = %dir.display(), "ignoring a non-UTF-8 name");
                 continue;
@@ -280,11 +317,11 @@ pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
             }
             let path = entry.path();
             if is_netns_file(&path) {
+                let context = || format!("observing namespace {}", path.display());
                 let ns = w
                     .enter(&Target::Ns(name.clone()))
-                    .map_err(|e| anyhow!(e))
-                    .and_then(observe_ns)
-                    .with_context(|| format!("observing namespace {}", path.display()))?;
+                    .map_err(|e| unreachable_ns(context(), e))
+                    .and_then(|conn| observe_ns(conn).map_err(within(context)))?;
                 raw.insert(name, ns);
             } else {
                 observed.stale_files.insert(name);
@@ -293,7 +330,7 @@ pub fn observe(layout: &Layout) -> anyhow::Result<Observed> {
         observed.namespaces = resolve(raw);
         Ok(observed)
     })
-    .context("running the netlink worker")?
+    .map_err(|e| DataplaneError::io("running the netlink worker", e))?
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use anyhow::{bail, Context as _};
+use crate::error::{DataplaneError, Result};
 use ipnet::Ipv4Net;
 
 use crate::cmd::{self, Tool, COMMAND_TIMEOUT};
@@ -88,7 +88,7 @@ pub struct StrictDrops {
 }
 
 impl StrictPolicy {
-    fn check(&self) -> anyhow::Result<()> {
+    fn check(&self) -> Result<()> {
         let name_ok = !self.tunnel_ifname.is_empty()
             && self.tunnel_ifname.len() <= 15
             && self
@@ -96,10 +96,15 @@ impl StrictPolicy {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !name_ok {
-            bail!("invalid tunnel device name {:?}", self.tunnel_ifname);
+            return Err(DataplaneError::InvalidPolicy(format!(
+                "invalid tunnel device name {:?}",
+                self.tunnel_ifname
+            )));
         }
         if let Some(vni) = self.encrypted_vnis.iter().find(|v| **v >= 1 << 24) {
-            bail!("VNI {vni} does not fit in 24 bits");
+            return Err(DataplaneError::InvalidPolicy(format!(
+                "VNI {vni} does not fit in 24 bits"
+            )));
         }
         Ok(())
     }
@@ -188,17 +193,17 @@ impl StrictPolicy {
     }
 }
 
-fn nft(layout: &Layout, args: &[&str], input: &str) -> anyhow::Result<cmd::Output> {
+fn nft(layout: &Layout, args: &[&str], input: &str) -> Result<cmd::Output> {
     cmd::run(
         cmd::command(layout.host_netns.as_deref(), Tool::Nft, args),
         input,
         COMMAND_TIMEOUT,
     )
-    .context("cannot run nft (is the nftables package installed?)")
+    .map_err(DataplaneError::NftUnavailable)
 }
 
 /// Whether the host namespace holds exactly this policy's table (by fingerprint).
-pub fn strict_installed(layout: &Layout, policy: &StrictPolicy) -> anyhow::Result<bool> {
+pub fn strict_installed(layout: &Layout, policy: &StrictPolicy) -> Result<bool> {
     let out = nft(layout, &["list", "table", "inet", STRICT_TABLE], "")?;
     if !out.success() {
         // Absent (nft reports "No such file or directory").
@@ -212,33 +217,39 @@ pub fn strict_installed(layout: &Layout, policy: &StrictPolicy) -> anyhow::Resul
 /// Makes the host namespace's strict-mode table equal to `policy`; returns whether it had to
 /// be (re)installed. An error means the rules may be missing: the caller must not program
 /// encrypted networks.
-pub fn ensure_strict(layout: &Layout, policy: &StrictPolicy) -> anyhow::Result<bool> {
+pub fn ensure_strict(layout: &Layout, policy: &StrictPolicy) -> Result<bool> {
     policy.check()?;
     if strict_installed(layout, policy)? {
         return Ok(false);
     }
     let out = nft(layout, &["-f", "-"], &policy.script())?;
     if !out.success() {
-        bail!("installing the strict-mode rules: {}", out.describe());
+        return Err(DataplaneError::NftFailed {
+            context: "installing the strict-mode rules",
+            output: out.describe(),
+        });
     }
     if !strict_installed(layout, policy)? {
-        bail!("the strict-mode rules are not in place after installing them");
+        return Err(DataplaneError::StrictNotInPlace);
     }
     Ok(true)
 }
 
 /// Removes the strict-mode table (nothing to do if it is absent).
-pub fn remove_strict(layout: &Layout) -> anyhow::Result<()> {
+pub fn remove_strict(layout: &Layout) -> Result<()> {
     let script = format!("table inet {STRICT_TABLE}\ndelete table inet {STRICT_TABLE}\n");
     let out = nft(layout, &["-f", "-"], &script)?;
     if !out.success() {
-        bail!("removing the strict-mode rules: {}", out.describe());
+        return Err(DataplaneError::NftFailed {
+            context: "removing the strict-mode rules",
+            output: out.describe(),
+        });
     }
     Ok(())
 }
 
 /// What strict mode has dropped so far (zero when the table is absent).
-pub fn strict_drops(layout: &Layout) -> anyhow::Result<StrictDrops> {
+pub fn strict_drops(layout: &Layout) -> Result<StrictDrops> {
     let out = nft(layout, &["-j", "list", "table", "inet", STRICT_TABLE], "")?;
     if !out.success() {
         return Ok(StrictDrops::default());
@@ -289,6 +300,25 @@ mod tests {
             tunnel_net: "100.96.0.0/16".parse().expect("a valid network"),
             encrypted_vnis: vnis.iter().copied().collect(),
             senders: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_policy_that_cannot_be_written_is_refused_before_nft_runs() {
+        // The layout points at a host namespace file that does not exist: had nft been run,
+        // the error would be NftUnavailable or NftFailed, not InvalidPolicy.
+        let layout = Layout::new("/nonexistent/secnet-run", Some("/nonexistent/netns".into()));
+        let mut bad_name = policy(&[4096]);
+        bad_name.tunnel_ifname = "tun with spaces".into();
+        let mut bad_vni = policy(&[1 << 24]);
+        bad_vni.tunnel_ifname = "sntun0".into();
+        for (p, text) in [(bad_name, "\"tun with spaces\""), (bad_vni, "VNI 16777216")] {
+            match ensure_strict(&layout, &p) {
+                Err(e @ DataplaneError::InvalidPolicy(_)) => {
+                    assert!(e.to_string().contains(text), "{e}")
+                }
+                other => panic!("expected InvalidPolicy, got {other:?}"),
+            }
         }
     }
 

@@ -31,7 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::anyhow;
+use crate::error::{DataplaneError, Result};
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
     parse_ip, parse_string, parse_u16_be, parse_u32, parse_u8, NlasIterator, NLA_HEADER_SIZE,
@@ -95,10 +95,10 @@ const NTF_EXT_LEARNED: u8 = 0x10;
 /// The values of the attributes of one message that we read, by number.
 /// Others are not parsed at all; a malformed one (bad framing) fails the
 /// message.
-fn attrs<'a>(what: &str, buf: &'a [u8], wanted: &[u16]) -> anyhow::Result<HashMap<u16, &'a [u8]>> {
+fn attrs<'a>(what: &str, buf: &'a [u8], wanted: &[u16]) -> Result<HashMap<u16, &'a [u8]>> {
     let mut out = HashMap::new();
     for nla in NlasIterator::new(buf) {
-        let nla = nla.map_err(|e| anyhow!("{what}: malformed attribute: {e}"))?;
+        let nla = nla.map_err(|e| malformed(format!("{what}: malformed attribute: {e}")))?;
         if wanted.contains(&nla.kind()) {
             let kind = nla.kind();
             let len = usize::from(nla.length());
@@ -109,8 +109,17 @@ fn attrs<'a>(what: &str, buf: &'a [u8], wanted: &[u16]) -> anyhow::Result<HashMa
     Ok(out)
 }
 
-fn bad(what: &str, attr: &str, e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("{what}: bad {attr}: {e}")
+/// A reply the kernel sent that does not read as the netlink message it should be.
+fn malformed(message: String) -> DataplaneError {
+    DataplaneError::Netlink {
+        context: "reading a netlink reply".into(),
+        message,
+        errno: None,
+    }
+}
+
+fn bad(what: &str, attr: &str, e: impl std::fmt::Display) -> DataplaneError {
+    malformed(format!("{what}: bad {attr}: {e}"))
 }
 
 fn mac_of(value: &[u8]) -> Option<Mac> {
@@ -136,7 +145,7 @@ pub(super) struct NlLink {
 }
 
 /// The VXLAN parameters of `IFLA_INFO_DATA`.
-fn parse_vxlan(what: &str, data: &[u8]) -> anyhow::Result<VxlanParams> {
+fn parse_vxlan(what: &str, data: &[u8]) -> Result<VxlanParams> {
     let a = attrs(
         what,
         data,
@@ -149,7 +158,7 @@ fn parse_vxlan(what: &str, data: &[u8]) -> anyhow::Result<VxlanParams> {
             IFLA_VXLAN_PROXY,
         ],
     )?;
-    let flag = |k: u16, name: &str| -> anyhow::Result<bool> {
+    let flag = |k: u16, name: &str| -> Result<bool> {
         a.get(&k)
             .map(|v| parse_u8(v).map(|x| x != 0))
             .transpose()
@@ -192,8 +201,8 @@ fn parse_vxlan(what: &str, data: &[u8]) -> anyhow::Result<VxlanParams> {
 }
 
 /// One `RTM_NEWLINK` payload.
-pub(super) fn parse_link(payload: &[u8]) -> anyhow::Result<NlLink> {
-    let header = LinkHeader::parse(payload).map_err(|e| anyhow!("link message: {e}"))?;
+pub(super) fn parse_link(payload: &[u8]) -> Result<NlLink> {
+    let header = LinkHeader::parse(payload).map_err(|e| malformed(format!("link message: {e}")))?;
     let what = format!("link {}", header.index);
     let a = attrs(
         &what,
@@ -209,19 +218,19 @@ pub(super) fn parse_link(payload: &[u8]) -> anyhow::Result<NlLink> {
             IFLA_LINK_NETNSID,
         ],
     )?;
-    let string = |k: u16, name: &str| -> anyhow::Result<Option<String>> {
+    let string = |k: u16, name: &str| -> Result<Option<String>> {
         a.get(&k)
             .map(|v| parse_string(v))
             .transpose()
             .map_err(|e| bad(&what, name, e))
     };
-    let u32_attr = |k: u16, name: &str| -> anyhow::Result<Option<u32>> {
+    let u32_attr = |k: u16, name: &str| -> Result<Option<u32>> {
         a.get(&k)
             .map(|v| parse_u32(v))
             .transpose()
             .map_err(|e| bad(&what, name, e))
     };
-    let name = string(IFLA_IFNAME, "name")?.ok_or_else(|| anyhow!("{what}: no name"))?;
+    let name = string(IFLA_IFNAME, "name")?.ok_or_else(|| malformed(format!("{what}: no name")))?;
     let what = format!("link {name}");
     let mut kind = None;
     let mut data = None;
@@ -272,8 +281,9 @@ pub(super) fn parse_link(payload: &[u8]) -> anyhow::Result<NlLink> {
 
 /// One `RTM_NEWADDR` payload: `(ifindex, IPv4 address)`, `None` for other
 /// families.
-pub(super) fn parse_addr(payload: &[u8]) -> anyhow::Result<Option<(u32, Ipv4Net)>> {
-    let header = AddressHeader::parse(payload).map_err(|e| anyhow!("address message: {e}"))?;
+pub(super) fn parse_addr(payload: &[u8]) -> Result<Option<(u32, Ipv4Net)>> {
+    let header =
+        AddressHeader::parse(payload).map_err(|e| malformed(format!("address message: {e}")))?;
     if header.family != AddressFamily::Inet {
         return Ok(None);
     }
@@ -297,8 +307,9 @@ pub(super) fn parse_addr(payload: &[u8]) -> anyhow::Result<Option<(u32, Ipv4Net)
 pub(super) fn parse_route(
     payload: &[u8],
     names: &HashMap<u32, String>,
-) -> anyhow::Result<Option<DefaultRoute>> {
-    let header = RouteHeader::parse(payload).map_err(|e| anyhow!("route message: {e}"))?;
+) -> Result<Option<DefaultRoute>> {
+    let header =
+        RouteHeader::parse(payload).map_err(|e| malformed(format!("route message: {e}")))?;
     if header.address_family != AddressFamily::Inet
         || header.destination_prefix_length != 0
         || u8::from(header.kind) != RTN_UNICAST
@@ -340,11 +351,9 @@ pub(super) struct NlNeigh {
     master: bool,
 }
 
-pub(super) fn parse_neigh_msg(
-    payload: &[u8],
-    family: AddressFamily,
-) -> anyhow::Result<Option<NlNeigh>> {
-    let header = NeighbourHeader::parse(payload).map_err(|e| anyhow!("neighbour message: {e}"))?;
+pub(super) fn parse_neigh_msg(payload: &[u8], family: AddressFamily) -> Result<Option<NlNeigh>> {
+    let header = NeighbourHeader::parse(payload)
+        .map_err(|e| malformed(format!("neighbour message: {e}")))?;
     if header.family != family {
         return Ok(None);
     }
