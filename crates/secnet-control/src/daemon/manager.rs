@@ -93,7 +93,7 @@ impl ManagerRt {
         View {
             applied_index: sv.applied_index,
             leader: self.raft.metrics().borrow().current_leader.map(NodeId),
-            state: Arc::new(sv.state.clone()),
+            state: sv.state.clone(),
         }
     }
 

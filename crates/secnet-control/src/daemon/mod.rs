@@ -14,6 +14,7 @@ mod server;
 mod test_state;
 pub mod tunnel;
 mod views;
+mod wait;
 mod worker;
 
 use std::collections::HashMap;
@@ -321,7 +322,11 @@ impl Member {
         for t in tasks {
             t.abort();
         }
-        self.tunnel.stop();
+        if let Some(tunnel) = self.tunnel.take() {
+            // Dropping the endpoint joins its I/O thread: a blocking wait, kept off the
+            // runtime's workers.
+            let _ = tokio::task::spawn_blocking(move || drop(tunnel)).await;
+        }
         if let Runtime::Manager(m) = &self.rt {
             m.shutdown().await;
         }
@@ -528,15 +533,12 @@ impl Member {
     pub async fn write(&self, cmd: Command) -> Result<Response, ApiError> {
         let committed = self.propose(Proposal::Command(cmd), 0).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.view().applied_index < committed.index {
-            if tokio::time::Instant::now() > deadline {
-                tracing::warn!(
-                    index = committed.index,
-                    "this node's state lags behind a write it made"
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let applied = |v: &View| (v.applied_index >= committed.index).then_some(());
+        if self.wait_until(deadline, applied).await.is_err() {
+            tracing::warn!(
+                index = committed.index,
+                "this node's state lags behind a write it made"
+            );
         }
         Ok(committed.response)
     }

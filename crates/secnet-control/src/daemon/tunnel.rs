@@ -88,11 +88,11 @@ impl TunnelSlot {
         self.tunnel.lock().ok().and_then(|t| t.clone())
     }
 
-    /// Stops the endpoint (member stop).
-    pub fn stop(&self) {
-        if let Ok(mut t) = self.tunnel.lock() {
-            t.take();
-        }
+    /// Takes the endpoint out of the slot (member stop). It stops when the returned handle,
+    /// the last one, is dropped, which joins its I/O thread: drop it off the runtime's
+    /// workers.
+    pub fn take(&self) -> Option<Arc<Tunnel>> {
+        self.tunnel.lock().ok().and_then(|mut t| t.take())
     }
 
     /// Whether the node may acknowledge key `epoch`: its endpoint holds it for receiving, or
@@ -202,9 +202,21 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
                 private_key: StaticKey::from_bytes(*key.to_secret_bytes()),
             };
             // The endpoint's threads must start from a plain thread of this namespace, not a
-            // runtime worker.
-            let started = std::thread::spawn(move || Tunnel::start(config)).join();
-            match started {
+            // runtime worker; its result comes back over a channel, so no runtime worker
+            // blocks while it starts.
+            let (done, started) = tokio::sync::oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name("secnet-tunnel-start".into())
+                .spawn(move || {
+                    // The receiver only goes away when this loop does.
+                    let _ = done.send(Tunnel::start(config));
+                });
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start a thread for the WireGuard endpoint");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            match started.await {
                 Ok(Ok(t)) => {
                     info!(tunnel_ip = %mine.tunnel_ip, port = wireguard_port(&state), "WireGuard endpoint up");
                     if let Ok(mut slot) = m.tunnel.tunnel.lock() {
@@ -223,6 +235,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     continue;
                 }
+                // The starting thread panicked (it is gone); try again on the next round.
                 Err(_) => continue,
             }
         }

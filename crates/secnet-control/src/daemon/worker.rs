@@ -49,6 +49,11 @@ impl WorkerRt {
         self.view.borrow().clone()
     }
 
+    /// A receiver that wakes on the next view the manager sends.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<View> {
+        self.view.subscribe()
+    }
+
     fn update(&self, ev: &WatchEvent) {
         self.view.send_replace(View {
             applied_index: ev.applied_index,

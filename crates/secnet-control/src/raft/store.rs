@@ -369,8 +369,9 @@ fn check_kek(shared: &Shared, sealed: Option<&[u8]>) -> Result<bool, StoreError>
 pub struct StateView {
     /// Index of the last applied log entry (0 before anything was applied).
     pub applied_index: u64,
-    /// The cluster state after that entry.
-    pub state: ClusterState,
+    /// The cluster state after that entry, shared: readers clone the `Arc`, never the state
+    /// (one copy is made per applied batch, here, and none per read).
+    pub state: Arc<ClusterState>,
     /// The Raft membership as of that entry.
     pub membership: StoredMembership<u64, BasicNode>,
 }
@@ -387,7 +388,7 @@ impl SmData {
     fn view(&self) -> StateView {
         StateView {
             applied_index: self.last_applied.map(|l| l.index).unwrap_or(0),
-            state: self.state.clone(),
+            state: Arc::new(self.state.clone()),
             membership: self.last_membership.clone(),
         }
     }

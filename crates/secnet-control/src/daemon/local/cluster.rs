@@ -131,19 +131,13 @@ pub(super) async fn init(daemon: &Arc<Daemon>, r: InitRequest) -> LocalResult {
 
 pub(super) async fn wait_leader(member: &Member, timeout: Duration) -> Result<(), ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let super::super::Runtime::Manager(rt) = &member.rt {
-            if rt.is_leader() {
-                return Ok(());
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(ApiError::unavailable(
-                "this manager did not become leader of its new cluster in time",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let is_leader = |_: &View| match &member.rt {
+        super::super::Runtime::Manager(rt) => rt.is_leader().then_some(()),
+        super::super::Runtime::Worker(_) => None,
+    };
+    member.wait_until(deadline, is_leader).await.map_err(|_| {
+        ApiError::unavailable("this manager did not become leader of its new cluster in time")
+    })
 }
 
 /// `init --force-new-cluster`: a manager that lost its quorum restarts the cluster alone from

@@ -32,18 +32,12 @@ pub(super) async fn wait_programmed(
             PROGRAMMING_TIMEOUT.as_secs()
         ))
     };
-    let index = loop {
-        let v = m.view();
-        if in_state(&v.state) {
-            break v.applied_index;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(timeout_error(
-                "the change has not reached this node's copy of the state".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let index = m
+        .wait_until(deadline, |v| in_state(&v.state).then_some(v.applied_index))
+        .await
+        .map_err(|_| {
+            timeout_error("the change has not reached this node's copy of the state".into())
+        })?;
     let mut status = m.reconciler.status();
     m.reconciler.kick();
     loop {

@@ -39,38 +39,33 @@ pub(super) async fn key_rotate(m: &Member) -> LocalResult {
         other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = m.view().state;
-        let primary = state
-            .key_ring
-            .as_ref()
-            .map(|r| r.primary().epoch)
-            .unwrap_or(0);
-        if primary >= epoch {
-            return Ok(LocalResponse::Keys(key_infos(&state)));
-        }
-        if tokio::time::Instant::now() > deadline {
-            let waiting: Vec<String> = state
-                .key_ring
-                .as_ref()
-                .map(|r| {
-                    r.awaiting(&super::super::keys::live_nodes(&state))
-                        .into_iter()
-                        .map(|n| {
-                            state
-                                .nodes
-                                .get(&NodeId(n))
-                                .map(|x| x.hostname.clone())
-                                .unwrap_or_else(|| NodeId(n).to_string())
-                        })
-                        .collect()
+    let promoted = |v: &View| {
+        let primary = v.state.key_ring.as_ref().map(|r| r.primary().epoch);
+        (primary.unwrap_or(0) >= epoch).then(|| LocalResponse::Keys(key_infos(&v.state)))
+    };
+    let last = match m.wait_until(deadline, promoted).await {
+        Ok(answer) => return Ok(answer),
+        Err(last) => last,
+    };
+    let state = &last.state;
+    let waiting: Vec<String> = state
+        .key_ring
+        .as_ref()
+        .map(|r| {
+            r.awaiting(&super::super::keys::live_nodes(state))
+                .into_iter()
+                .map(|n| {
+                    state
+                        .nodes
+                        .get(&NodeId(n))
+                        .map(|x| x.hostname.clone())
+                        .unwrap_or_else(|| NodeId(n).to_string())
                 })
-                .unwrap_or_default();
-            return Err(ApiError::unavailable(format!(
-                "key epoch {epoch} was distributed but not every live node installed it within 30 s (waiting for: {}); it becomes primary as soon as they do",
-                waiting.join(", ")
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .collect()
+        })
+        .unwrap_or_default();
+    Err(ApiError::unavailable(format!(
+        "key epoch {epoch} was distributed but not every live node installed it within 30 s (waiting for: {}); it becomes primary as soon as they do",
+        waiting.join(", ")
+    )))
 }

@@ -24,7 +24,7 @@ use secnet_pki::{self as pki, ClusterCa, NodeKey, NODE_CERT_VALIDITY};
 use super::addrs;
 use super::identity::{self, Identity};
 use super::views::{endpoint_info, network_info, node_info};
-use super::{unix_now, Daemon, Member};
+use super::{unix_now, Daemon, Member, View};
 use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
 
 pub use secnet_model::DEFAULT_KEY_ROTATION_SECS;

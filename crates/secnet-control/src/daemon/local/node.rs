@@ -71,34 +71,32 @@ pub(super) async fn node_rotate_key(m: &Member, key: Option<String>) -> LocalRes
     m.write(Command::RequestWireguardRotation { id: node.id })
         .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = m.view().state;
-        if let Some(w) = state.wireguard.get(&node.id) {
-            if w.public_key != previous && !w.rotation_requested {
-                return Ok(LocalResponse::WireguardKey(secnet_api::WireguardKeyInfo {
-                    node: node.id.to_string(),
-                    hostname: node.hostname.clone(),
-                    public_key: w.public_key.clone(),
-                    previous_public_key: previous,
-                }));
-            }
-        } else {
-            return Err(ApiError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "node {} ({}) left the cluster meanwhile",
-                    node.id, node.hostname
-                ),
-            ));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(ApiError::unavailable(format!(
-                "node {} ({}) has not registered a new key within 30 s (status {:?}); the request stands, and the node rotates its key as soon as it runs",
-                node.id,
-                node.hostname,
-                state.nodes.get(&node.id).map(|n| n.status)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Done when the node registered a key other than the previous one; over when it left.
+    let registered = |v: &View| match v.state.wireguard.get(&node.id) {
+        Some(w) if w.public_key != previous && !w.rotation_requested => Some(Ok(
+            LocalResponse::WireguardKey(secnet_api::WireguardKeyInfo {
+                node: node.id.to_string(),
+                hostname: node.hostname.clone(),
+                public_key: w.public_key.clone(),
+                previous_public_key: previous.clone(),
+            }),
+        )),
+        Some(_) => None,
+        None => Some(Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!(
+                "node {} ({}) left the cluster meanwhile",
+                node.id, node.hostname
+            ),
+        ))),
+    };
+    match m.wait_until(deadline, registered).await {
+        Ok(answer) => answer,
+        Err(last) => Err(ApiError::unavailable(format!(
+            "node {} ({}) has not registered a new key within 30 s (status {:?}); the request stands, and the node rotates its key as soon as it runs",
+            node.id,
+            node.hostname,
+            last.state.nodes.get(&node.id).map(|n| n.status)
+        ))),
     }
 }
