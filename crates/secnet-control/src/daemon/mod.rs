@@ -10,8 +10,6 @@ mod local;
 pub mod lock;
 mod manager;
 mod server;
-#[cfg(test)]
-mod test_state;
 pub mod tunnel;
 mod views;
 mod wait;

@@ -15,23 +15,13 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use secnet_keys::seal::{self, Kek};
-use secnet_model::{ClusterState, Command, NodeId};
-use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
+use secnet_model::{ClusterState, NodeId};
+use secnet_tunnel::{PeerConfig, StaticKey, Tunnel, TunnelConfig};
 
 use super::Member;
+use crate::agent::tunnel::{desired_keys, desired_peers, key_registration, wireguard_port};
 
-/// The cluster's WireGuard port (`--wireguard-port` at init).
-fn wireguard_port(state: &ClusterState) -> u16 {
-    state
-        .config
-        .as_ref()
-        .map(|c| c.wireguard_port)
-        .unwrap_or(secnet_model::DEFAULT_WIREGUARD_PORT)
-}
-/// The TUN device's name in the host namespace.
-pub const TUN_NAME: &str = "sntun0";
-/// Keepalive towards every peer, so NAT state and handshakes stay fresh.
-const KEEPALIVE_SECS: u16 = 25;
+pub use crate::agent::tunnel::TUN_NAME;
 
 const KEY_FILE: &str = "wireguard-key.sealed";
 const KEY_AAD: &[u8] = b"secnet wireguard static key v1";
@@ -109,42 +99,12 @@ impl TunnelSlot {
     }
 }
 
-/// The other nodes as WireGuard peers.
-pub fn desired_peers(state: &ClusterState, me: NodeId) -> Vec<PeerConfig> {
-    state
-        .wireguard
-        .iter()
-        .filter(|(id, _)| **id != me)
-        .filter_map(|(id, wg)| {
-            let node = state.nodes.get(id)?;
-            let public_key: secnet_tunnel::PublicKey = wg.public_key.parse().ok()?;
-            Some(PeerConfig {
-                public_key: public_key.0,
-                endpoint: SocketAddr::new(node.data_path_addr, wireguard_port(state)),
-                tunnel_ip: wg.tunnel_ip,
-                keepalive: Some(KEEPALIVE_SECS),
-            })
-        })
-        .collect()
-}
-
-/// Every key of the ring (pending ones too: installed for receiving before they are used)
-/// and the primary's epoch; `None` before the leader seeded the ring.
-fn desired_keys(state: &ClusterState) -> Option<(Vec<PresharedKey>, u64)> {
-    let ring = state.key_ring.as_ref()?;
-    let keys = ring
-        .keys()
-        .map(|k| PresharedKey::new(k.epoch, *k.secret.expose()))
-        .collect();
-    Some((keys, ring.primary().epoch))
-}
-
-/// Records `public` as this node's WireGuard key in the state. A failure (no leader yet, a
-/// write refused) is only logged: the caller's loop tries again on its next turn.
-async fn register_key(m: &Member, me: NodeId, public: &str) {
-    let cmd = Command::SetWireguardKey {
-        id: me,
-        public_key: public.to_string(),
+/// Records `public` as this node's WireGuard key in the state, when the state holds another
+/// (`agent::tunnel::key_registration`). A failure (no leader yet, a write refused) is only
+/// logged: the caller's loop tries again on its next turn.
+async fn register_key(m: &Member, state: &ClusterState, me: NodeId, public: &str) {
+    let Some(cmd) = key_registration(state, me, Some(public)) else {
+        return;
     };
     if let Err(e) = m.write(cmd).await {
         tracing::debug!(error = %e, "cannot register the WireGuard key yet");
@@ -166,7 +126,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
             continue;
         }
         let Some(mine) = state.wireguard.get(&me).cloned() else {
-            register_key(&m, me, &public).await;
+            register_key(&m, &state, me, &public).await;
             continue;
         };
         if mine.public_key == public && mine.rotation_requested {
@@ -188,7 +148,7 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
         if mine.public_key != public {
             // Our new key, or another key registered (a restore, or an interrupted
             // rotation): ours wins.
-            register_key(&m, me, &public).await;
+            register_key(&m, &state, me, &public).await;
             continue;
         }
         if m.tunnel.get().is_none() {

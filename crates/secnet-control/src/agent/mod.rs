@@ -1,0 +1,154 @@
+//! The agent core: everything a node decides, as pure functions of what the cluster state
+//! says, what the node observes locally and the time, so the decisions are tested without a
+//! kernel, sockets or a clock (see `sim.rs`, which runs a whole cluster of them in memory).
+//! The daemon (`crate::daemon`) is the driver: it gathers the facts, asks here, and carries
+//! out the [`Action`]s against the kernel, the tunnel engine and Raft.
+//!
+//! | decision | home |
+//! |---|---|
+//! | this node's data path (endpoints, networks, remote endpoints) and strict-mode rules | [`datapath`] |
+//! | this node's WireGuard peers and pre-shared keys | [`tunnel`] |
+//! | key acknowledgements (every node) and the key ring's next step (the leader) | [`keys`] |
+//! | who a peer is and what a worker may propose | [`authz`] |
+//!
+//! The scheduler, service discovery, the load balancer and the ingress/gateway rules of the
+//! coming issues are further modules here, each a function of the same inputs, and further
+//! [`Action`] variants for the driver.
+
+pub mod authz;
+pub mod datapath;
+pub mod keys;
+pub mod tunnel;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+pub(crate) mod test_state;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use secnet_dataplane::{Desired, StrictPolicy};
+use secnet_keys::secret::Secret32;
+use secnet_model::{ClusterState, Command, NodeId};
+use secnet_tunnel::{PeerConfig, PresharedKey};
+
+use datapath::EncryptedPath;
+
+/// What a node observes locally, as opposed to what the replicated state says.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// This node.
+    pub me: NodeId,
+    /// Whether this node leads the Raft group now (a worker never does).
+    pub leader: bool,
+    /// The data-path address: the local VTEP of unencrypted networks.
+    pub data_path_addr: IpAddr,
+    /// The MTU of the underlay interface that holds the data-path address.
+    pub underlay_mtu: u32,
+    /// Whether the strict-mode rules are known to be in place: encrypted networks are
+    /// programmed only then.
+    pub strict_ready: bool,
+    /// This node's WireGuard public key (base64), once its static key is loaded.
+    pub public_key: Option<String>,
+    /// What this node's WireGuard endpoint holds; `None` while no endpoint runs.
+    pub tunnel: Option<TunnelFacts>,
+}
+
+/// What a running WireGuard endpoint was last given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelFacts {
+    /// Epochs of the pre-shared keys installed, and the primary's; `None` before any.
+    pub keys: Option<(Vec<u64>, u64)>,
+    /// The peers installed.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl NodeFacts {
+    /// Whether this node may acknowledge key `epoch`: its endpoint holds it for receiving,
+    /// or no endpoint runs (one that starts later is given the whole ring before any peer).
+    pub fn holds_key(&self, epoch: u64) -> bool {
+        match &self.tunnel {
+            None => true,
+            Some(t) => t.keys.as_ref().is_some_and(|(e, _)| e.contains(&epoch)),
+        }
+    }
+}
+
+/// Something a node must do, decided by [`decide`] and carried out by the driver.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Make the kernel's data path equal to `desired`, strict-mode rules `strict` first.
+    /// `waiting` names the endpoints left out for now, and why.
+    ProgramDataPath {
+        desired: Desired,
+        strict: StrictPolicy,
+        waiting: BTreeMap<String, String>,
+    },
+    /// Install these pre-shared keys in the endpoint; `primary` keys new handshakes.
+    SetTunnelKeys {
+        keys: Vec<PresharedKey>,
+        primary: u64,
+    },
+    /// Make these the endpoint's peers.
+    SetTunnelPeers(Vec<PeerConfig>),
+    /// Propose a command to the cluster (the leader runs it, any other node writes it
+    /// through a manager).
+    Propose(Command),
+}
+
+/// Everything node `facts.me` should do now, given the state it has and what it observes;
+/// `fresh` makes a secret if the leader starts a new key. The order is the order to carry
+/// them out in: keys before peers (no session without a key of the ring), and no peers
+/// before the ring exists.
+pub fn decide(
+    state: &ClusterState,
+    facts: &NodeFacts,
+    fresh: impl FnOnce() -> Secret32,
+    now: u64,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !state.nodes.contains_key(&facts.me) {
+        // Not (or no longer) a member: nothing of the cluster's is ours to program.
+        return actions;
+    }
+    let encrypted = if facts.strict_ready {
+        EncryptedPath::Ready
+    } else {
+        EncryptedPath::Unavailable
+    };
+    let (desired, waiting) = datapath::desired_for(
+        state,
+        facts.me,
+        facts.data_path_addr,
+        facts.underlay_mtu,
+        encrypted,
+    );
+    actions.push(Action::ProgramDataPath {
+        desired,
+        strict: datapath::strict_policy_for(state),
+        waiting,
+    });
+    if let Some(register) = tunnel::key_registration(state, facts.me, facts.public_key.as_deref()) {
+        actions.push(Action::Propose(register));
+    }
+    if let (Some(installed), Some((keys, primary))) = (&facts.tunnel, tunnel::desired_keys(state)) {
+        let epochs: Vec<u64> = keys.iter().map(|k| k.epoch).collect();
+        if installed.keys.as_ref() != Some(&(epochs, primary)) {
+            actions.push(Action::SetTunnelKeys { keys, primary });
+        }
+        let peers = tunnel::desired_peers(state, facts.me);
+        if installed.peers != peers {
+            actions.push(Action::SetTunnelPeers(peers));
+        }
+    }
+    if let Some(ack) = keys::acknowledgement(state, facts.me, |e| facts.holds_key(e)) {
+        actions.push(Action::Propose(ack));
+    }
+    if facts.leader {
+        if let Some(step) = keys::next_leader_step(state, fresh, now) {
+            actions.push(Action::Propose(step));
+        }
+    }
+    actions
+}
