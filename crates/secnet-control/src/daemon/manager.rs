@@ -14,6 +14,7 @@ use secnet_api::ApiError;
 use secnet_model::{Command, NodeId, NodeStatus, Role};
 
 use super::identity::Identity;
+use super::StartError;
 use super::{Daemon, Member, View, NODE_DOWN_AFTER, WRITE_TIMEOUT};
 use crate::peer::{Committed, Proposal};
 use crate::raft::store::{RedbStore, StateView};
@@ -46,7 +47,7 @@ impl ManagerRt {
         id: &Identity,
         client_tls: Arc<rustls::ClientConfig>,
         bootstrap: bool,
-    ) -> anyhow::Result<ManagerRt> {
+    ) -> Result<ManagerRt, StartError> {
         let (log, sm) = RedbStore::open(&daemon.paths.raft_db(), daemon.kek.clone())?;
         let state_rx = sm.subscribe();
         let (min, max) = election_window(id.node_id);
@@ -60,7 +61,8 @@ impl ManagerRt {
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
         }
-        .validate()?;
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         let raft = Raft::new(
             id.node_id.0,
             Arc::new(config),
@@ -68,11 +70,14 @@ impl ManagerRt {
             log,
             sm,
         )
-        .await?;
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         if bootstrap {
             let mut members = BTreeMap::new();
             members.insert(id.node_id.0, BasicNode::new(id.advertise_addr.to_string()));
-            raft.initialize(members).await?;
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(format!("initializing the cluster: {e}")))?;
         }
         Ok(ManagerRt {
             raft,
@@ -255,7 +260,10 @@ fn raft_write_error<E: std::fmt::Display + 'static>(e: RaftError<u64, E>) -> Api
 }
 
 /// Starts the control server and the background duties of a manager.
-pub(crate) async fn spawn_tasks(daemon: &Arc<Daemon>, member: &Arc<Member>) -> anyhow::Result<()> {
+pub(crate) async fn spawn_tasks(
+    daemon: &Arc<Daemon>,
+    member: &Arc<Member>,
+) -> Result<(), StartError> {
     let listener = super::server::bind(member).await?;
     member.spawn(super::server::serve(Arc::downgrade(member), listener));
     member.spawn(leader_duties(Arc::downgrade(member)));

@@ -4,6 +4,7 @@
 
 pub mod addrs;
 pub mod dataplane;
+mod error;
 pub mod identity;
 pub mod keys;
 mod local;
@@ -21,8 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -34,6 +33,7 @@ use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
 use secnet_pki::{self as pki, NodeKey};
 
 use crate::peer::{Committed, PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
+pub use error::StartError;
 use identity::{Identity, StatePaths};
 
 pub use local::{ensure_socket_free, serve_local};
@@ -119,13 +119,16 @@ pub struct View {
 
 impl Daemon {
     /// Opens the state directory and resumes the membership found there.
-    pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
+    pub async fn start(cfg: DaemonConfig) -> Result<Arc<Daemon>, StartError> {
         secnet_keys::seal::ensure_private_dir(&cfg.state_dir)?;
         // Created 0700 when missing; an existing one keeps its mode (it may be a directory
         // the operator made, such as systemd's RuntimeDirectory).
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&cfg.run_dir)
-            .with_context(|| format!("creating the run directory {}", cfg.run_dir.display()))?;
+            .map_err(StartError::io(format!(
+                "creating the run directory {}",
+                cfg.run_dir.display()
+            )))?;
         // Before anything reads or writes either directory.
         let locks = [
             lock::lock_dir(&cfg.state_dir, "state directory")?,
@@ -143,7 +146,11 @@ impl Daemon {
             ops: Mutex::new(()),
             _locks: locks,
         });
-        match identity::load(&paths, &kek)? {
+        let identity = identity::load(&paths, &kek).map_err(StartError::io(format!(
+            "reading this node's identity in {}",
+            paths.dir.display()
+        )))?;
+        match identity {
             Some((id, key)) => {
                 info!(node = %id.node_id, role = %id.role, cluster = %id.cluster_id, "resuming membership");
                 let member = Member::start(&daemon, id, NodeKey::from_pkcs8(key)?, false).await?;
@@ -154,7 +161,9 @@ impl Daemon {
                 // leaves behind: the identity is written last, so discard the rest.
                 if paths.raft_db().exists() {
                     warn!("discarding Raft data of an unfinished init or join");
-                    identity::wipe(&paths)?;
+                    identity::wipe(&paths).map_err(StartError::io(
+                        "discarding the data of an unfinished init or join",
+                    ))?;
                 }
                 info!("not in a cluster yet: waiting for `secnet init` or `secnet join`");
             }
@@ -269,14 +278,16 @@ impl Member {
         id: Identity,
         key: NodeKey,
         bootstrap: bool,
-    ) -> anyhow::Result<Arc<Member>> {
+    ) -> Result<Arc<Member>, StartError> {
         // Load (or make) the WireGuard key before anything starts, so a failure leaves nothing
         // running.
         let wg_store = tunnel::KeyStore {
             dir: daemon.paths.dir.clone(),
             kek: daemon.kek.clone(),
         };
-        let wg_key = wg_store.load_or_create()?;
+        let wg_key = wg_store
+            .load_or_create()
+            .map_err(StartError::io("loading this node's WireGuard key"))?;
         let client_tls = pki::client_config(&id.ca_der, &id.cert_der, &key)?;
         let rt = match id.role {
             Role::Manager => Runtime::Manager(

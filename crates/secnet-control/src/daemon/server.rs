@@ -20,11 +20,11 @@ use crate::peer::{
     JoinPeerRequest, JoinPeerResponse, PeerRef, PeerRequest, PeerResponse, WatchEvent,
 };
 
-pub(crate) async fn bind(member: &Member) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(member: &Member) -> Result<TcpListener, super::StartError> {
     let addr = member.id.listen_addr;
     TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--listen-addr): {e}"))
+        .map_err(|source| super::StartError::Listen { addr, source })
 }
 
 pub(crate) async fn serve(member: Weak<Member>, listener: TcpListener) {

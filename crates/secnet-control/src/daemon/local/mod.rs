@@ -24,7 +24,7 @@ use secnet_pki::{self as pki, ClusterCa, NodeKey, NODE_CERT_VALIDITY};
 use super::addrs;
 use super::identity::{self, Identity};
 use super::views::{endpoint_info, network_info, node_info};
-use super::{unix_now, Daemon, Member, View};
+use super::{unix_now, Daemon, Member, StartError, View};
 use crate::peer::{connect_tls, JoinPeerRequest, PeerRequest, PeerResponse, Proposal};
 
 pub use secnet_model::DEFAULT_KEY_ROTATION_SECS;
@@ -32,40 +32,41 @@ pub use secnet_types::DEFAULT_DATA_PATH_PORT;
 
 /// Refuses a socket path another daemon still answers on, and removes one nobody answers
 /// on (what a crashed daemon leaves behind).
-pub fn ensure_socket_free(socket: &Path) -> anyhow::Result<()> {
+pub fn ensure_socket_free(socket: &Path) -> Result<(), StartError> {
     if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-        anyhow::bail!(
-            "another secnetd is serving {}: give this daemon its own --socket, or stop the \
-             other one first",
-            socket.display()
-        );
+        return Err(StartError::SocketInUse(socket.to_path_buf()));
     }
     match std::fs::remove_file(socket) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(
-            "removing the old socket {}: {e}",
+        Err(e) => Err(StartError::io(format!(
+            "removing the old socket {}",
             socket.display()
-        )),
+        ))(e)),
     }
 }
 
 /// Serves the local API until the listener fails.
-pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
+pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> Result<(), StartError> {
+    let at = |what: &str| StartError::io(format!("{what} {}", socket.display()));
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(at("creating the directory of the socket"))?;
     }
     ensure_socket_free(socket)?;
     // Bind under a temporary name, restrict it, then move it into place: the socket is never
     // reachable with a wider mode.
     let tmp = socket.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, socket)?;
+    let listener = UnixListener::bind(&tmp).map_err(at("binding the socket"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(at("restricting the socket"))?;
+    std::fs::rename(&tmp, socket).map_err(at("moving into place the socket"))?;
     info!(socket = %socket.display(), "local API listening");
     loop {
-        let (conn, _) = listener.accept().await?;
+        let (conn, _) = listener
+            .accept()
+            .await
+            .map_err(at("accepting a connection on"))?;
         let daemon = daemon.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_conn(daemon, conn).await {
