@@ -362,12 +362,27 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Why a failed write may succeed when tried again at once: the cluster is between leaders.
+/// Carried on the wire so that a node forwarding a write knows without reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transient {
+    /// The leader changed while the write was in flight.
+    LeadershipChanged,
+    /// No manager could reach a leader: an election may be in progress.
+    NoLeader,
+}
+
 /// An error answer.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Set when the failure is a change of leadership (the write may be retried at once).
+    /// Absent from the JSON otherwise; absent means not transient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transient: Option<Transient>,
 }
 
 impl ApiError {
@@ -375,6 +390,14 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            transient: None,
+        }
+    }
+    /// An `Unavailable` error that says the cluster is between leaders.
+    pub fn between_leaders(why: Transient, message: impl Into<String>) -> Self {
+        ApiError {
+            transient: Some(why),
+            ..Self::new(ErrorKind::Unavailable, message)
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -414,3 +437,31 @@ impl From<secnet_model::ModelError> for ApiError {
 
 /// The answer to a [`LocalRequest`].
 pub type LocalResult = Result<LocalResponse, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_transient_failure_is_typed_on_the_wire_and_absent_otherwise() {
+        let plain = ApiError::unavailable("the cluster has lost quorum");
+        let json = serde_json::to_string(&plain).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"unavailable","message":"the cluster has lost quorum"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ApiError>(&json).unwrap().transient,
+            None
+        );
+
+        let moving = ApiError::between_leaders(Transient::NoLeader, "no leader (h2: refused)");
+        let back: ApiError =
+            serde_json::from_str(&serde_json::to_string(&moving).unwrap()).unwrap();
+        assert_eq!(back.kind, ErrorKind::Unavailable);
+        assert_eq!(back.transient, Some(Transient::NoLeader));
+        // The text is free to change: nothing reads it to decide.
+        assert_eq!(back.to_string(), "no leader (h2: refused)");
+    }
+}

@@ -10,7 +10,7 @@ use openraft::{BasicNode, Config, ServerState};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use secnet_api::ApiError;
+use secnet_api::{ApiError, Transient};
 use secnet_model::{Command, NodeId, NodeStatus, Role};
 
 use super::identity::Identity;
@@ -248,7 +248,7 @@ fn raft_write_error<E: std::fmt::Display + 'static>(e: RaftError<u64, E>) -> Api
         if let Some(ClientWriteError::ForwardToLeader(_)) =
             any.downcast_ref::<ClientWriteError<u64, BasicNode>>()
         {
-            return ApiError::unavailable(LEADERSHIP_CHANGED);
+            return ApiError::between_leaders(Transient::LeadershipChanged, LEADERSHIP_CHANGED);
         }
     }
     match e {

@@ -460,7 +460,7 @@ impl Member {
         }
         let addrs = self.manager_addrs();
         if addrs.is_empty() {
-            return Err(ApiError::unavailable(NO_LEADER));
+            return Err(no_leader(NO_LEADER));
         }
         let timeout = forward_timeout(&proposal);
         let req = PeerRequest::Propose { proposal, hops: 1 };
@@ -475,10 +475,7 @@ impl Member {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        Err(ApiError::unavailable(format!(
-            "{NO_LEADER} ({})",
-            errors.join("; ")
-        )))
+        Err(no_leader(format!("{NO_LEADER} ({})", errors.join("; "))))
     }
 
     /// A node that received a forwarded write: runs it if it leads, else passes it once to the
@@ -496,7 +493,7 @@ impl Member {
             .and_then(|l| view.state.nodes.get(&l))
             .map(|n| n.advertise_addr);
         let (Some(addr), true) = (leader, hops < 2) else {
-            return Err(ApiError::unavailable(NO_LEADER));
+            return Err(no_leader(NO_LEADER));
         };
         let timeout = forward_timeout(&proposal);
         let req = PeerRequest::Propose {
@@ -508,7 +505,7 @@ impl Member {
             Ok(other) => Err(ApiError::internal(format!(
                 "{addr}: unexpected answer {other:?}"
             ))),
-            Err(e) => Err(ApiError::unavailable(format!("{NO_LEADER} ({e})"))),
+            Err(e) => Err(no_leader(format!("{NO_LEADER} ({e})"))),
         }
     }
 
@@ -609,9 +606,14 @@ impl Member {
 }
 
 /// Errors that mean "an election is in progress": worth retrying shortly.
+/// Whether a write failed only because the cluster is between leaders (typed on the wire,
+/// see [`secnet_api::Transient`]): worth trying again at once.
 fn is_leadership_transient(e: &ApiError) -> bool {
-    e.kind == ErrorKind::Unavailable
-        && (e.message == manager::LEADERSHIP_CHANGED || e.message.starts_with(NO_LEADER))
+    e.transient.is_some()
+}
+
+fn no_leader(message: impl Into<String>) -> ApiError {
+    ApiError::between_leaders(secnet_api::Transient::NoLeader, message)
 }
 
 /// Why a write found no leader to run it.
