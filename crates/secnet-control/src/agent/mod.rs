@@ -46,9 +46,6 @@ pub struct NodeFacts {
     pub data_path_addr: IpAddr,
     /// The MTU of the underlay interface that holds the data-path address.
     pub underlay_mtu: u32,
-    /// Whether the strict-mode rules are known to be in place: encrypted networks are
-    /// programmed only then.
-    pub strict_ready: bool,
     /// This node's WireGuard public key (base64), once its static key is loaded.
     pub public_key: Option<String>,
     /// What this node's WireGuard endpoint holds; `None` while no endpoint runs.
@@ -75,15 +72,25 @@ impl NodeFacts {
     }
 }
 
+/// A data path to program, and the endpoints it leaves out for now (with why): they are
+/// not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDataPath {
+    pub desired: Desired,
+    pub waiting: BTreeMap<String, String>,
+}
+
 /// Something a node must do, decided by [`decide`] and carried out by the driver.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Make the kernel's data path equal to `desired`, strict-mode rules `strict` first.
-    /// `waiting` names the endpoints left out for now, and why.
+    /// Install the strict-mode rules `strict`, then program `secured`; if the rules cannot
+    /// be installed, program `fallback` instead, which has nothing of encrypted networks.
+    /// Both are decided here so that the executor fails closed in the very pass that finds
+    /// the rules missing, without deciding anything itself.
     ProgramDataPath {
-        desired: Desired,
+        secured: PlannedDataPath,
+        fallback: PlannedDataPath,
         strict: StrictPolicy,
-        waiting: BTreeMap<String, String>,
     },
     /// Install these pre-shared keys in the endpoint; `primary` keys new handshakes.
     SetTunnelKeys {
@@ -112,22 +119,20 @@ pub fn decide(
         // Not (or no longer) a member: nothing of the cluster's is ours to program.
         return actions;
     }
-    let encrypted = if facts.strict_ready {
-        EncryptedPath::Ready
-    } else {
-        EncryptedPath::Unavailable
+    let planned = |encrypted| {
+        let (desired, waiting) = datapath::desired_for(
+            state,
+            facts.me,
+            facts.data_path_addr,
+            facts.underlay_mtu,
+            encrypted,
+        );
+        PlannedDataPath { desired, waiting }
     };
-    let (desired, waiting) = datapath::desired_for(
-        state,
-        facts.me,
-        facts.data_path_addr,
-        facts.underlay_mtu,
-        encrypted,
-    );
     actions.push(Action::ProgramDataPath {
-        desired,
+        secured: planned(EncryptedPath::Ready),
+        fallback: planned(EncryptedPath::Unavailable),
         strict: datapath::strict_policy_for(state),
-        waiting,
     });
     if let Some(register) = tunnel::key_registration(state, facts.me, facts.public_key.as_deref()) {
         actions.push(Action::Propose(register));

@@ -43,6 +43,8 @@ pub(crate) struct Sim {
     /// Nodes whose endpoint refuses new pre-shared keys (fault injection: the engine
     /// rejects the ring); they keep what they had.
     pub keys_refused: BTreeSet<NodeId>,
+    /// Nodes whose strict-mode rules cannot be installed (fault injection: no nftables).
+    pub strict_unavailable: BTreeSet<NodeId>,
     /// Every accepted proposal, in order, with its proposer.
     pub log: Vec<(NodeId, Command)>,
     /// Proposals the authorization refused, with the proposer.
@@ -70,7 +72,6 @@ impl Sim {
                     leader: Some(n.id) == leader,
                     data_path_addr: n.data_path_addr,
                     underlay_mtu: 1500,
-                    strict_ready: false,
                     public_key: Some(key.public().to_string()),
                     tunnel: Some(TunnelFacts::default()),
                 };
@@ -88,6 +89,7 @@ impl Sim {
             now,
             cut_off: BTreeSet::new(),
             keys_refused: BTreeSet::new(),
+            strict_unavailable: BTreeSet::new(),
             log: Vec::new(),
             refused: Vec::new(),
             secrets: 0,
@@ -132,10 +134,14 @@ impl Sim {
     fn perform(&mut self, id: NodeId, action: Action) {
         let node = self.nodes.get_mut(&id).unwrap();
         match action {
-            Action::ProgramDataPath { desired, .. } => {
-                node.programmed = Some(desired);
-                // The rules install; encrypted networks are programmed from the next pass.
-                node.facts.strict_ready = true;
+            Action::ProgramDataPath {
+                secured, fallback, ..
+            } => {
+                // As the reconciler does: the secured path once the rules are in place, the
+                // fallback in the pass that finds they cannot be.
+                let rules_in_place = !self.strict_unavailable.contains(&id);
+                let chosen = if rules_in_place { secured } else { fallback };
+                node.programmed = Some(chosen.desired);
             }
             Action::SetTunnelKeys { .. } if self.keys_refused.contains(&id) => {}
             Action::SetTunnelKeys { keys, primary } => {
@@ -391,5 +397,33 @@ mod tests {
         assert_eq!(sim.remote_vteps(OTHER_WORKER)[&a], tunnel_of(&sim, WORKER));
         // A worker's proposals about its own key and acknowledgements were all accepted.
         assert!(sim.refused.is_empty(), "{:?}", sim.refused);
+    }
+
+    #[test]
+    fn a_node_without_strict_mode_programs_nothing_of_encrypted_networks() {
+        let mut state = cluster();
+        create_network(&mut state, "secure", true);
+        create_network(&mut state, "plain", false);
+        create_endpoint(&mut state, "a", WORKER, "secure");
+        create_endpoint(&mut state, "b", OTHER_WORKER, "secure");
+        create_endpoint(&mut state, "d", OTHER_WORKER, "plain");
+        create_endpoint(&mut state, "c", WORKER, "plain");
+        let mut sim = Sim::new(state, START);
+        sim.strict_unavailable.insert(WORKER);
+        let d = sim.state.find_endpoint("d").unwrap().attachments[0].ip;
+        sim.run_until("the plain network programmed on node 2", 10, |s| {
+            s.remote_vteps(WORKER).contains_key(&d)
+        });
+        for _ in 0..5 {
+            sim.step();
+        }
+        let programmed = sim.nodes[&WORKER].programmed.clone().unwrap();
+        let secure = &sim.state.find_network("secure").unwrap().id;
+        assert!(!programmed.networks.contains_key(secure));
+        assert!(programmed.endpoints["a"].interfaces.is_empty());
+        assert_eq!(programmed.endpoints["c"].interfaces.len(), 1);
+        // The other worker, with its rules in place, has the encrypted network.
+        let other = sim.nodes[&OTHER_WORKER].programmed.clone().unwrap();
+        assert!(other.networks.contains_key(secure));
     }
 }

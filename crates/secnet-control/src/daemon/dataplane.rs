@@ -1,8 +1,10 @@
-//! The reconciler: turns this node's share of the replicated state (its endpoints, and the
-//! networks they are on with every remote endpoint of those networks) into kernel state, and
-//! keeps it there. Planning is pure (`secnet_dataplane::plan`); this loop only observes,
-//! plans and applies, on every state change and every [`RESYNC`] to repair what was changed
-//! behind our back.
+//! The reconciler: the executor of the data path. The driver (`driver.rs`) hands it what
+//! `agent::decide` planned for this node ([`DataPathPlan`]); each pass installs the
+//! strict-mode rules, then observes the kernel, plans with `secnet_dataplane::plan` and
+//! applies: on every new plan, on a kick, and every [`RESYNC`] to repair what was changed
+//! behind our back. When the rules cannot be installed the pass programs the plan's
+//! fallback, which has nothing of encrypted networks, so they come down in the very pass
+//! that finds the rules missing.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,11 +14,10 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
-use secnet_dataplane::{Desired, Layout};
+use secnet_dataplane::{Desired, Layout, StrictPolicy};
 
-use super::views::underlay_mtu;
 use super::Member;
-pub use crate::agent::datapath::{desired_for, strict_policy_for, EncryptedPath};
+use crate::agent::PlannedDataPath;
 
 /// How often the kernel is compared with the state even when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -34,11 +35,24 @@ pub struct ReconcileStatus {
     pub errors: Vec<String>,
 }
 
+/// What the driver asks the reconciler to program: `agent::decide`'s data-path action for
+/// the state at `applied_index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPathPlan {
+    pub applied_index: u64,
+    /// With the strict-mode rules in place.
+    pub secured: PlannedDataPath,
+    /// Without them: nothing of encrypted networks.
+    pub fallback: PlannedDataPath,
+    pub strict: StrictPolicy,
+}
+
 /// Handle to a running reconciler.
 pub struct Reconciler {
     pub(crate) layout: Layout,
     kick: Arc<Notify>,
     status: watch::Sender<ReconcileStatus>,
+    plan: watch::Sender<Option<DataPathPlan>>,
 }
 
 impl Reconciler {
@@ -50,7 +64,19 @@ impl Reconciler {
             },
             kick: Arc::new(Notify::new()),
             status: watch::channel(ReconcileStatus::default()).0,
+            plan: watch::channel(None).0,
         }
+    }
+
+    /// Hands over the data path to program; a pass follows when it differs from the last.
+    pub fn program(&self, plan: DataPathPlan) {
+        self.plan.send_if_modified(|current| {
+            if current.as_ref() == Some(&plan) {
+                return false;
+            }
+            *current = Some(plan);
+            true
+        });
     }
 
     /// Asks for a pass now.
@@ -70,94 +96,98 @@ impl Reconciler {
 
 /// Runs reconcile passes until the member stops.
 pub(crate) async fn run(member: std::sync::Weak<Member>) {
-    let (kick, layout) = {
+    let (kick, layout, mut plans) = {
         let Some(m) = member.upgrade() else { return };
-        (m.reconciler.kick.clone(), m.reconciler.layout.clone())
+        (
+            m.reconciler.kick.clone(),
+            m.reconciler.layout.clone(),
+            m.reconciler.plan.subscribe(),
+        )
     };
-    let mut last_index = u64::MAX;
-    let mut since_full = RESYNC;
-    let tick = Duration::from_millis(250);
+    let mut last_index = None;
     loop {
-        let Some(m) = member.upgrade() else { return };
-        let view = m.view();
-        let me = m.id.node_id;
-        let vtep = m.id.data_path_addr;
-        drop(m);
-        if view.applied_index != last_index || since_full >= RESYNC {
-            let policy = strict_policy_for(&view.state);
-            let state = view.state.clone();
+        let plan = plans.borrow_and_update().clone();
+        // Nothing to program before the driver's first plan.
+        if let Some(plan) = plan {
+            let changed = last_index != Some(plan.applied_index);
+            let applied_index = plan.applied_index;
             let layout = layout.clone();
-            let changed = view.applied_index != last_index;
-            let result = tokio::task::spawn_blocking(move || {
-                // Strict mode first: encrypted networks exist on this node only while their
-                // rules are known to be in place.
-                let (encrypted, strict_error) = match secnet_dataplane::ensure_strict(&layout, &policy) {
-                    Ok(reinstalled) => {
-                        if reinstalled {
-                            info!(vnis = ?policy.encrypted_vnis, "strict-mode rules installed");
-                        }
-                        (EncryptedPath::Ready, None)
-                    }
-                    // Nothing to protect: not an error (a host without nftables can still
-                    // run unencrypted networks).
-                    Err(e) if policy.encrypted_vnis.is_empty() => {
-                        debug!(error = %e, "strict-mode rules not installed (no encrypted networks)");
-                        (EncryptedPath::Unavailable, None)
-                    }
-                    Err(e) => (
-                        EncryptedPath::Unavailable,
-                        Some(format!("strict mode unavailable, encrypted networks are down on this node: {e:#}")),
-                    ),
-                };
-                let (desired, waiting) =
-                    desired_for(&state, me, vtep, underlay_mtu(vtep), encrypted);
-                // Parts the planner cannot program are left out by it; say so when the state
-                // changes rather than every pass.
-                if changed {
-                    for problem in desired.problems() {
-                        warn!(%problem, "part of the desired data path is ignored");
-                    }
-                }
-                let (mut ready, mut errors, ops) = reconcile_once(&layout, &desired);
-                errors.extend(strict_error);
-                // An endpoint with an encrypted interface left out is not ready.
-                for (name, why) in waiting {
-                    ready.remove(&name);
-                    errors.push(format!("endpoint {name}: {why}"));
-                }
-                (ready, errors, ops)
-            })
-            .await
-                .unwrap_or_else(|e| {
-                    (
-                        BTreeSet::new(),
-                        vec![format!("reconcile task failed: {e}")],
-                        0,
-                    )
-                });
-            let (ready, errors, ops) = result;
+            let (ready, errors, ops) =
+                tokio::task::spawn_blocking(move || pass(&layout, &plan, changed))
+                    .await
+                    .unwrap_or_else(|e| {
+                        (
+                            BTreeSet::new(),
+                            vec![format!("reconcile task failed: {e}")],
+                            0,
+                        )
+                    });
             if ops > 0 {
                 info!(ops, errors = errors.len(), "data path reconciled");
             }
             for e in &errors {
                 warn!(error = %e, "data path operation failed");
             }
-            if let Some(m) = member.upgrade() {
-                m.reconciler.status.send_modify(|s| {
-                    s.pass += 1;
-                    s.applied_index = view.applied_index;
-                    s.ready = ready;
-                    s.errors = errors;
-                });
-            }
-            last_index = view.applied_index;
-            since_full = Duration::ZERO;
+            let Some(m) = member.upgrade() else { return };
+            m.reconciler.status.send_modify(|s| {
+                s.pass += 1;
+                s.applied_index = applied_index;
+                s.ready = ready;
+                s.errors = errors;
+            });
+            last_index = Some(applied_index);
         }
         tokio::select! {
-            _ = kick.notified() => { since_full = RESYNC; }
-            _ = tokio::time::sleep(tick) => { since_full += tick; }
+            r = plans.changed() => if r.is_err() { return },
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
         }
     }
+}
+
+/// One pass over a plan: strict mode first (encrypted networks exist on this node only while
+/// their rules are known to be in place), then the secured path or the fallback. Returns
+/// the endpoints ready after it, the errors and how many operations were applied.
+fn pass(
+    layout: &Layout,
+    plan: &DataPathPlan,
+    changed: bool,
+) -> (BTreeSet<String>, Vec<String>, usize) {
+    let (path, strict_error) = match secnet_dataplane::ensure_strict(layout, &plan.strict) {
+        Ok(reinstalled) => {
+            if reinstalled {
+                info!(vnis = ?plan.strict.encrypted_vnis, "strict-mode rules installed");
+            }
+            (&plan.secured, None)
+        }
+        // Nothing to protect: not an error (a host without nftables can still run
+        // unencrypted networks).
+        Err(e) if plan.strict.encrypted_vnis.is_empty() => {
+            debug!(error = %e, "strict-mode rules not installed (no encrypted networks)");
+            (&plan.fallback, None)
+        }
+        Err(e) => (
+            &plan.fallback,
+            Some(format!(
+                "strict mode unavailable, encrypted networks are down on this node: {e:#}"
+            )),
+        ),
+    };
+    // Parts the planner cannot program are left out by it; say so when the state changes
+    // rather than every pass.
+    if changed {
+        for problem in path.desired.problems() {
+            warn!(%problem, "part of the desired data path is ignored");
+        }
+    }
+    let (mut ready, mut errors, ops) = reconcile_once(layout, &path.desired);
+    errors.extend(strict_error);
+    // An endpoint with an encrypted interface left out is not ready.
+    for (name, why) in &path.waiting {
+        ready.remove(name);
+        errors.push(format!("endpoint {name}: {why}"));
+    }
+    (ready, errors, ops)
 }
 
 /// One pass: observe, plan, apply. Returns the endpoints that match the desired state after

@@ -272,7 +272,8 @@ pub(crate) async fn spawn_tasks(
     Ok(())
 }
 
-/// The leader's periodic work.
+/// The leader's liveness bookkeeping (its key-ring duties are decided by `agent::decide`
+/// and run by the driver).
 async fn leader_duties(member: std::sync::Weak<Member>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut leader_since: Option<Instant> = None;
@@ -296,7 +297,6 @@ async fn leader_duties(member: std::sync::Weak<Member>) {
                 warn!(node = %id, error = %e, "cannot record node status");
             }
         }
-        super::keys::leader_step(&m).await;
     }
 }
 

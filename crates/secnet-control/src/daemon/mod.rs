@@ -4,9 +4,9 @@
 
 pub mod addrs;
 pub mod dataplane;
+mod driver;
 mod error;
 pub mod identity;
-pub mod keys;
 mod local;
 pub mod lock;
 mod manager;
@@ -311,7 +311,7 @@ impl Member {
         }
         member.spawn(heartbeat_loop(Arc::downgrade(&member)));
         member.spawn(dataplane::run(Arc::downgrade(&member)));
-        member.spawn(keys::ack_loop(Arc::downgrade(&member)));
+        member.spawn(driver::run(Arc::downgrade(&member)));
         member.spawn(tunnel::run(Arc::downgrade(&member), wg_store, wg_key));
         Ok(member)
     }

@@ -15,11 +15,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use secnet_keys::seal::{self, Kek};
-use secnet_model::{ClusterState, NodeId};
-use secnet_tunnel::{PeerConfig, StaticKey, Tunnel, TunnelConfig};
+use secnet_tunnel::{PeerConfig, PresharedKey, StaticKey, Tunnel, TunnelConfig};
 
 use super::Member;
-use crate::agent::tunnel::{desired_keys, desired_peers, key_registration, wireguard_port};
+use crate::agent::tunnel::wireguard_port;
+use crate::agent::TunnelFacts;
 
 pub use crate::agent::tunnel::TUN_NAME;
 
@@ -71,6 +71,8 @@ pub struct TunnelSlot {
     peers: Mutex<Vec<PeerConfig>>,
     /// The key ring installed in the endpoint: (epochs, primary).
     keys: Mutex<Option<(Vec<u64>, u64)>>,
+    /// This node's public key, for the driver's key registration.
+    public: Mutex<Option<String>>,
 }
 
 impl TunnelSlot {
@@ -85,38 +87,68 @@ impl TunnelSlot {
         self.tunnel.lock().ok().and_then(|mut t| t.take())
     }
 
-    /// Whether the node may acknowledge key `epoch`: its endpoint holds it for receiving, or
-    /// no endpoint runs (one that starts later is given the whole ring before any peer).
-    pub fn can_acknowledge(&self, epoch: u64) -> bool {
-        if self.get().is_none() {
-            return true;
+    /// This node's WireGuard public key, once the loop loaded its static key.
+    pub fn public_key(&self) -> Option<String> {
+        self.public.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set_public_key(&self, public: &str) {
+        if let Ok(mut p) = self.public.lock() {
+            *p = Some(public.to_string());
         }
-        self.keys
-            .lock()
-            .ok()
-            .and_then(|k| k.as_ref().map(|(epochs, _)| epochs.contains(&epoch)))
-            .unwrap_or(false)
+    }
+
+    /// What the running endpoint was last given (`None`: no endpoint runs).
+    pub fn facts(&self) -> Option<TunnelFacts> {
+        self.get()?;
+        Some(TunnelFacts {
+            keys: self.keys.lock().ok().and_then(|k| k.clone()),
+            peers: self.peers.lock().map(|p| p.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Hands the ring to the endpoint (`Action::SetTunnelKeys`); whether it took it.
+    pub(crate) fn install_keys(&self, keys: Vec<PresharedKey>, primary: u64) -> bool {
+        let Some(t) = self.get() else { return false };
+        let epochs: Vec<u64> = keys.iter().map(|k| k.epoch).collect();
+        match t.set_preshared_keys(keys, primary) {
+            Ok(()) => {
+                tracing::debug!(?epochs, primary, "pre-shared keys installed");
+                if let Ok(mut k) = self.keys.lock() {
+                    *k = Some((epochs, primary));
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot install the pre-shared keys");
+                false
+            }
+        }
+    }
+
+    /// Hands the peers to the endpoint (`Action::SetTunnelPeers`).
+    pub(crate) fn install_peers(&self, peers: Vec<PeerConfig>) {
+        let Some(t) = self.get() else { return };
+        match t.set_peers(peers.clone()) {
+            Ok(()) => {
+                if let Ok(mut p) = self.peers.lock() {
+                    *p = peers;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot update the WireGuard peers"),
+        }
     }
 }
 
-/// Records `public` as this node's WireGuard key in the state, when the state holds another
-/// (`agent::tunnel::key_registration`). A failure (no leader yet, a write refused) is only
-/// logged: the caller's loop tries again on its next turn.
-async fn register_key(m: &Member, state: &ClusterState, me: NodeId, public: &str) {
-    let Some(cmd) = key_registration(state, me, Some(public)) else {
-        return;
-    };
-    if let Err(e) = m.write(cmd).await {
-        tracing::debug!(error = %e, "cannot register the WireGuard key yet");
-    }
-}
-
-/// Registers the key, starts the endpoint once the tunnel address is known, and keeps its
-/// keys and peers equal to the state; replaces the static key when asked to
-/// (`node rotate-key`).
+/// Starts the endpoint once this node's key is registered and its tunnel address known, and
+/// replaces the static key when asked to (`node rotate-key`). The driver (`driver.rs`)
+/// registers the key and hands the endpoint its keys and peers.
 pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: StaticKey) {
     let mut key = key;
     let mut public = key.public().to_string();
+    if let Some(m) = member.upgrade() {
+        m.tunnel.set_public_key(&public);
+    }
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let Some(m) = member.upgrade() else { return };
@@ -125,8 +157,8 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
         if !state.nodes.contains_key(&me) {
             continue;
         }
+        // Not registered yet: the driver proposes it.
         let Some(mine) = state.wireguard.get(&me).cloned() else {
-            register_key(&m, &state, me, &public).await;
             continue;
         };
         if mine.public_key == public && mine.rotation_requested {
@@ -143,12 +175,12 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
             }
             key = new;
             public = key.public().to_string();
+            m.tunnel.set_public_key(&public);
             info!(public_key = %public, "WireGuard static key rotated");
         }
         if mine.public_key != public {
             // Our new key, or another key registered (a restore, or an interrupted
-            // rotation): ours wins.
-            register_key(&m, &state, me, &public).await;
+            // rotation): ours wins, once the driver has registered it.
             continue;
         }
         if m.tunnel.get().is_none() {
@@ -179,15 +211,16 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
             match started.await {
                 Ok(Ok(t)) => {
                     info!(tunnel_ip = %mine.tunnel_ip, port = wireguard_port(&state), "WireGuard endpoint up");
-                    if let Ok(mut slot) = m.tunnel.tunnel.lock() {
-                        *slot = Some(Arc::new(t));
-                    }
-                    // A new endpoint has no keys and no peers yet.
+                    // A new endpoint has no keys and no peers yet: say so before it is
+                    // visible, so the driver gives it the whole ring, then the peers.
                     if let Ok(mut k) = m.tunnel.keys.lock() {
                         *k = None;
                     }
                     if let Ok(mut p) = m.tunnel.peers.lock() {
                         p.clear();
+                    }
+                    if let Ok(mut slot) = m.tunnel.tunnel.lock() {
+                        *slot = Some(Arc::new(t));
                     }
                 }
                 Ok(Err(e)) => {
@@ -197,45 +230,6 @@ pub(crate) async fn run(member: std::sync::Weak<Member>, store: KeyStore, key: S
                 }
                 // The starting thread panicked (it is gone); try again on the next round.
                 Err(_) => continue,
-            }
-        }
-        let Some(t) = m.tunnel.get() else { continue };
-        // Keys before peers, and no peers before the ring exists: every session is keyed
-        // with a pre-shared key of the ring (the leader seeds it within a second of init).
-        let Some((keys, primary)) = desired_keys(&state) else {
-            continue;
-        };
-        let epochs: Vec<u64> = keys.iter().map(|k| k.epoch).collect();
-        let changed = m
-            .tunnel
-            .keys
-            .lock()
-            .map(|k| k.as_ref() != Some(&(epochs.clone(), primary)))
-            .unwrap_or(true);
-        if changed {
-            match t.set_preshared_keys(keys, primary) {
-                Ok(()) => {
-                    tracing::debug!(?epochs, primary, "pre-shared keys installed");
-                    if let Ok(mut k) = m.tunnel.keys.lock() {
-                        *k = Some((epochs, primary));
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot install the pre-shared keys");
-                    continue;
-                }
-            }
-        }
-        let peers = desired_peers(&state, me);
-        let changed = m.tunnel.peers.lock().map(|p| *p != peers).unwrap_or(true);
-        if changed {
-            match t.set_peers(peers.clone()) {
-                Ok(()) => {
-                    if let Ok(mut p) = m.tunnel.peers.lock() {
-                        *p = peers;
-                    }
-                }
-                Err(e) => warn!(error = %e, "cannot update the WireGuard peers"),
             }
         }
     }

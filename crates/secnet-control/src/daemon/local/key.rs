@@ -52,7 +52,7 @@ pub(super) async fn key_rotate(m: &Member) -> LocalResult {
         .key_ring
         .as_ref()
         .map(|r| {
-            r.awaiting(&super::super::keys::live_nodes(state))
+            r.awaiting(&crate::agent::keys::live_nodes(state))
                 .into_iter()
                 .map(|n| {
                     state
