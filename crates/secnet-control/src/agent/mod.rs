@@ -9,6 +9,7 @@
 //! | this node's data path (endpoints, networks, remote endpoints) and strict-mode rules | [`datapath`] |
 //! | this node's WireGuard peers and pre-shared keys | [`tunnel`] |
 //! | key acknowledgements (every node) and the key ring's next step (the leader) | [`keys`] |
+//! | which nodes are down (the leader, from the heartbeats it hears) | [`liveness`] |
 //! | who a peer is and what a worker may propose | [`authz`] |
 //!
 //! The scheduler, service discovery, the load balancer and the ingress/gateway rules of the
@@ -18,6 +19,7 @@
 pub mod authz;
 pub mod datapath;
 pub mod keys;
+pub mod liveness;
 pub mod tunnel;
 
 #[cfg(test)]
@@ -42,6 +44,8 @@ pub struct NodeFacts {
     pub me: NodeId,
     /// Whether this node leads the Raft group now (a worker never does).
     pub leader: bool,
+    /// While it leads: for how long, and when it last heard from each node.
+    pub liveness: liveness::Liveness,
     /// The data-path address: the local VTEP of unencrypted networks.
     pub data_path_addr: IpAddr,
     /// The MTU of the underlay interface that holds the data-path address.
@@ -151,6 +155,11 @@ pub fn decide(
         actions.push(Action::Propose(ack));
     }
     if facts.leader {
+        actions.extend(
+            liveness::status_changes(state, facts.me, &facts.liveness)
+                .into_iter()
+                .map(Action::Propose),
+        );
         if let Some(step) = keys::next_leader_step(state, fresh, now) {
             actions.push(Action::Propose(step));
         }

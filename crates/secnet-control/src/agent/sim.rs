@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use secnet_dataplane::Desired;
 use secnet_keys::secret::Secret32;
@@ -20,6 +21,7 @@ use secnet_tunnel::StaticKey;
 
 use super::authz::worker_may_propose;
 use super::keys::live_nodes;
+use super::liveness::{Liveness, NODE_DOWN_AFTER};
 use super::{decide, Action, NodeFacts, TunnelFacts};
 use crate::peer::Proposal;
 
@@ -49,6 +51,10 @@ pub(crate) struct Sim {
     pub log: Vec<(NodeId, Command)>,
     /// Proposals the authorization refused, with the proposer.
     pub refused: Vec<(NodeId, Command)>,
+    /// When the leader last heard a heartbeat from each node (every connected node sends
+    /// one every step), and since when it leads.
+    heard_at: BTreeMap<NodeId, u64>,
+    leader_since: u64,
     secrets: u8,
 }
 
@@ -70,6 +76,7 @@ impl Sim {
                 let facts = NodeFacts {
                     me: n.id,
                     leader: Some(n.id) == leader,
+                    liveness: Liveness::default(),
                     data_path_addr: n.data_path_addr,
                     underlay_mtu: 1500,
                     public_key: Some(key.public().to_string()),
@@ -92,6 +99,8 @@ impl Sim {
             strict_unavailable: BTreeSet::new(),
             log: Vec::new(),
             refused: Vec::new(),
+            heard_at: BTreeMap::new(),
+            leader_since: now,
             secrets: 0,
         }
     }
@@ -102,7 +111,20 @@ impl Sim {
         for id in &ids {
             if !self.cut_off.contains(id) {
                 self.nodes.get_mut(id).unwrap().view = self.state.clone();
+                self.heard_at.insert(*id, self.now);
             }
+        }
+        let now = self.now;
+        let liveness = Liveness {
+            leading_for: Duration::from_secs(now - self.leader_since),
+            heard: self
+                .heard_at
+                .iter()
+                .map(|(id, at)| (*id, Duration::from_secs(now - at)))
+                .collect(),
+        };
+        for node in self.nodes.values_mut().filter(|n| n.facts.leader) {
+            node.facts.liveness = liveness.clone();
         }
         for id in ids {
             if self.cut_off.contains(&id) {
@@ -234,6 +256,7 @@ mod tests {
     use super::super::test_state::*;
     use super::*;
     use secnet_keys::ring::RotationReason;
+    use secnet_model::NodeStatus;
 
     const START: u64 = 1_700_000_100;
 
@@ -303,21 +326,50 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_live_node_holds_the_promotion_back_until_it_has_the_key() {
+    fn a_node_that_goes_silent_is_marked_down_and_holds_no_promotion_back() {
         let mut sim = converged();
         sim.cut_off.insert(OTHER_WORKER);
         sim.now += 3600;
-        for _ in 0..20 {
+        // While it is still Ready, its acknowledgement is awaited.
+        sim.step();
+        sim.step();
+        let ring = sim.state.key_ring.as_ref().unwrap();
+        assert_eq!(
+            (ring.primary().epoch, ring.pending().map(|k| k.epoch)),
+            (1, Some(2))
+        );
+        let silent = NODE_DOWN_AFTER.as_secs() as usize + 3;
+        sim.run_until("the silent node marked down", silent, |s| {
+            s.state.nodes[&OTHER_WORKER].status == NodeStatus::Down
+        });
+        sim.run_until("promotion without it", 3, |s| s.primary() == Some(2));
+        assert!(!sim.nodes[&OTHER_WORKER].facts.holds_key(2));
+        // Back: marked ready, and it catches up with the ring it missed.
+        sim.cut_off.clear();
+        sim.run_until("back and converged", 5, |s| {
+            s.state.nodes[&OTHER_WORKER].status == NodeStatus::Ready
+                && s.tunnel_converged(OTHER_WORKER, 2)
+        });
+    }
+
+    #[test]
+    fn a_new_leader_marks_nobody_down_during_its_grace() {
+        // The leader has never heard from node 3, but it has only just started leading.
+        let mut sim = Sim::new(cluster(), START);
+        sim.cut_off.insert(OTHER_WORKER);
+        for _ in 0..NODE_DOWN_AFTER.as_secs() {
             sim.step();
         }
-        // Still Ready in the state (liveness is not simulated), so its ack is awaited.
-        let ring = sim.state.key_ring.as_ref().unwrap();
-        assert_eq!(ring.primary().epoch, 1);
-        assert_eq!(ring.pending().map(|k| k.epoch), Some(2));
-        assert_eq!(promotions(&sim), 0);
-        sim.cut_off.clear();
-        sim.run_until("promotion once it is back", 5, |s| s.primary() == Some(2));
-        assert!(sim.nodes[&OTHER_WORKER].facts.holds_key(2));
+        assert_eq!(sim.state.nodes[&OTHER_WORKER].status, NodeStatus::Ready);
+        assert!(!sim
+            .log
+            .iter()
+            .any(|(_, c)| matches!(c, Command::SetStatus { .. })));
+        sim.run_until("down once the grace is over", 3, |s| {
+            s.state.nodes[&OTHER_WORKER].status == NodeStatus::Down
+        });
+        // The heard nodes stay ready.
+        assert_eq!(sim.state.nodes[&WORKER].status, NodeStatus::Ready);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!
 //! - the data path goes to the reconciler (`dataplane.rs`), which executes it;
 //! - the tunnel's keys and peers go to the WireGuard endpoint (`tunnel.rs` runs the engine);
-//! - proposals go to the cluster: the leader's duties (the key ring) run on this node while
-//!   it leads, everything else (key acknowledgements, key registration) is written through
+//! - proposals go to the cluster: the leader's duties (the key ring, node liveness) run on
+//!   this node while it leads, everything else (key acknowledgements, key registration) is written through
 //!   whichever manager leads.
 
 use std::net::IpAddr;
@@ -20,6 +20,7 @@ use secnet_model::Command;
 
 use super::dataplane::{DataPathPlan, RESYNC};
 use super::{unix_now, Member, Runtime};
+use crate::agent::liveness::Liveness;
 use crate::agent::{self, Action, NodeFacts};
 use crate::peer::Proposal;
 
@@ -56,16 +57,29 @@ pub(crate) async fn run(member: Weak<Member>) {
         value: 1500,
         read_at: None,
     };
+    let mut leader_since: Option<Instant> = None;
     loop {
         {
             let Some(m) = member.upgrade() else { return };
             let view = m.view();
+            let (leader, liveness) = match &m.rt {
+                Runtime::Manager(rt) if rt.is_leader() => {
+                    let since = *leader_since.get_or_insert_with(Instant::now);
+                    let liveness = Liveness {
+                        leading_for: since.elapsed(),
+                        heard: rt.heard(),
+                    };
+                    (true, liveness)
+                }
+                _ => {
+                    leader_since = None;
+                    (false, Liveness::default())
+                }
+            };
             let facts = NodeFacts {
                 me: m.id.node_id,
-                leader: match &m.rt {
-                    Runtime::Manager(rt) => rt.is_leader(),
-                    Runtime::Worker(_) => false,
-                },
+                leader,
+                liveness,
                 data_path_addr: m.id.data_path_addr,
                 underlay_mtu: mtu.get(m.id.data_path_addr),
                 public_key: m.tunnel.public_key(),
@@ -116,6 +130,7 @@ fn leader_duty(cmd: &Command) -> bool {
             | Command::BeginKeyRotation { .. }
             | Command::PromoteKey { .. }
             | Command::RetireKeys { .. }
+            | Command::SetStatus { .. }
     )
 }
 
@@ -124,7 +139,10 @@ fn leader_duty(cmd: &Command) -> bool {
 async fn propose(m: &Member, cmd: Command) {
     if leader_duty(&cmd) {
         let Runtime::Manager(rt) = &m.rt else { return };
-        let what = agent::keys::describe(&cmd);
+        let what = match &cmd {
+            Command::SetStatus { id, status } => format!("node {id} is {}", status.as_str()),
+            other => agent::keys::describe(other),
+        };
         match rt.execute(Proposal::Command(cmd)).await {
             Ok(_) => info!("{what}"),
             Err(e) => warn!(error = %e, "{what} failed"),

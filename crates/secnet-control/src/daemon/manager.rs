@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use secnet_api::{ApiError, Transient};
-use secnet_model::{Command, NodeId, NodeStatus, Role};
+use secnet_model::{NodeId, Role};
 
 use super::identity::Identity;
 use super::StartError;
-use super::{Daemon, Member, View, NODE_DOWN_AFTER, WRITE_TIMEOUT};
+use super::{Daemon, Member, View, WRITE_TIMEOUT};
 use crate::peer::{Committed, Proposal};
 use crate::raft::store::{RedbStore, StateView};
 use crate::raft::Raft;
@@ -213,28 +213,18 @@ impl ManagerRt {
         }
     }
 
-    /// The leader's liveness bookkeeping: marks nodes down after [`NODE_DOWN_AFTER`] of
-    /// silence and ready again when they speak. Returns the status changes to propose.
-    fn liveness_changes(&self, became_leader: Instant) -> Vec<(NodeId, NodeStatus)> {
+    /// How long ago this manager last heard from each node (its liveness facts while it
+    /// leads; `agent::liveness` decides).
+    pub(crate) fn heard(&self) -> std::collections::BTreeMap<NodeId, Duration> {
         let now = Instant::now();
-        let view = self.state_rx.borrow().clone();
-        let Ok(seen) = self.liveness.lock() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for node in view.state.nodes.values() {
-            let alive = node.id == self.node_id
-                || seen
-                    .get(&node.id)
-                    .is_some_and(|t| now.duration_since(*t) < NODE_DOWN_AFTER);
-            let grace = now.duration_since(became_leader) < NODE_DOWN_AFTER;
-            match (node.status, alive) {
-                (NodeStatus::Down, true) => out.push((node.id, NodeStatus::Ready)),
-                (NodeStatus::Ready, false) if !grace => out.push((node.id, NodeStatus::Down)),
-                _ => {}
-            }
-        }
-        out
+        self.liveness
+            .lock()
+            .map(|seen| {
+                seen.iter()
+                    .map(|(id, t)| (*id, now.duration_since(*t)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -266,38 +256,9 @@ pub(crate) async fn spawn_tasks(
 ) -> Result<(), StartError> {
     let listener = super::server::bind(member).await?;
     member.spawn(super::server::serve(Arc::downgrade(member), listener));
-    member.spawn(leader_duties(Arc::downgrade(member)));
     member.spawn(ensure_voter(Arc::downgrade(member)));
     let _ = daemon;
     Ok(())
-}
-
-/// The leader's liveness bookkeeping (its key-ring duties are decided by `agent::decide`
-/// and run by the driver).
-async fn leader_duties(member: std::sync::Weak<Member>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut leader_since: Option<Instant> = None;
-    loop {
-        tick.tick().await;
-        let Some(m) = member.upgrade() else { return };
-        let super::Runtime::Manager(rt) = &m.rt else {
-            return;
-        };
-        if !rt.is_leader() {
-            leader_since = None;
-            continue;
-        }
-        let since = *leader_since.get_or_insert_with(Instant::now);
-        for (id, status) in rt.liveness_changes(since) {
-            info!(node = %id, status = status.as_str(), "node status changed");
-            if let Err(e) = rt
-                .execute(Proposal::Command(Command::SetStatus { id, status }))
-                .await
-            {
-                warn!(node = %id, error = %e, "cannot record node status");
-            }
-        }
-    }
 }
 
 /// A manager that is not yet a Raft voter (just joined, promoted, or restarted after the

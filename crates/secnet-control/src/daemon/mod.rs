@@ -42,8 +42,7 @@ pub use local::{ensure_socket_free, serve_local};
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often nodes tell the leader they are alive.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// Silence after which the leader marks a node down.
-pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(5);
+pub use crate::agent::liveness::NODE_DOWN_AFTER;
 
 /// Where a daemon keeps its state unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/secnet";
