@@ -334,6 +334,97 @@ pub enum LocalResponse {
     Status(StatusInfo),
 }
 
+/// Which [`LocalResponse`] a request is answered with: every request has exactly one
+/// ([`LocalRequest::answered_with`]), the daemon checks its answers against it before
+/// sending them, and the CLI before rendering them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    Initialized,
+    Joined,
+    JoinToken,
+    Left,
+    Nodes,
+    NodesChanged,
+    Network,
+    Networks,
+    NetworksRemoved,
+    Endpoint,
+    Endpoints,
+    EndpointsRemoved,
+    Keys,
+    Tunnel,
+    WireguardKey,
+    Status,
+}
+
+impl LocalRequest {
+    /// The response this request is answered with, when it succeeds. An exhaustive match:
+    /// a new request does not compile until its answer is named here.
+    pub fn answered_with(&self) -> ResponseKind {
+        use LocalRequest as R;
+        use ResponseKind as K;
+        match self {
+            R::Init(_) => K::Initialized,
+            R::Join(_) => K::Joined,
+            R::JoinToken { .. } => K::JoinToken,
+            R::Leave { .. } => K::Left,
+            R::NodeLs | R::NodeInspect { .. } => K::Nodes,
+            R::NodePromote { .. } | R::NodeDemote { .. } | R::NodeRm { .. } => K::NodesChanged,
+            R::NodeRotateKey { .. } => K::WireguardKey,
+            R::NetworkCreate(_) => K::Network,
+            R::NetworkLs | R::NetworkInspect { .. } => K::Networks,
+            R::NetworkRm { .. } => K::NetworksRemoved,
+            R::EndpointCreate { .. } | R::EndpointConnect { .. } | R::EndpointDisconnect { .. } => {
+                K::Endpoint
+            }
+            R::EndpointLs { .. } | R::EndpointInspect { .. } => K::Endpoints,
+            R::EndpointRm { .. } => K::EndpointsRemoved,
+            R::KeyLs | R::KeyRotate => K::Keys,
+            R::TunnelLs => K::Tunnel,
+            R::Status => K::Status,
+        }
+    }
+}
+
+impl LocalResponse {
+    /// Which kind of response this is.
+    pub fn kind(&self) -> ResponseKind {
+        use LocalResponse as A;
+        use ResponseKind as K;
+        match self {
+            A::Initialized { .. } => K::Initialized,
+            A::Joined { .. } => K::Joined,
+            A::JoinToken { .. } => K::JoinToken,
+            A::Left => K::Left,
+            A::Nodes(_) => K::Nodes,
+            A::NodesChanged(_) => K::NodesChanged,
+            A::Network(_) => K::Network,
+            A::Networks(_) => K::Networks,
+            A::NetworksRemoved(_) => K::NetworksRemoved,
+            A::Endpoint(_) => K::Endpoint,
+            A::Endpoints(_) => K::Endpoints,
+            A::EndpointsRemoved(_) => K::EndpointsRemoved,
+            A::Keys(_) => K::Keys,
+            A::Tunnel(_) => K::Tunnel,
+            A::WireguardKey(_) => K::WireguardKey,
+            A::Status(_) => K::Status,
+        }
+    }
+}
+
+/// Checks an answer against the request's contract (`due`, from
+/// [`LocalRequest::answered_with`]): the answer itself, or an internal error that names both
+/// (a bug, or a CLI and a daemon of different versions).
+pub fn checked_answer(due: ResponseKind, answer: LocalResult) -> LocalResult {
+    match answer {
+        Ok(resp) if resp.kind() != due => Err(ApiError::internal(format!(
+            "the daemon answered {:?} where {due:?} was due (a bug, or secnet and secnetd of different versions)",
+            resp.kind()
+        ))),
+        other => other,
+    }
+}
+
 /// A node's WireGuard static key after `node rotate-key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireguardKeyInfo {
@@ -442,6 +533,27 @@ pub type LocalResult = Result<LocalResponse, ApiError>;
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn answers_of_another_kind_are_refused_naming_both() {
+        let due = LocalRequest::NodeLs.answered_with();
+        assert_eq!(due, ResponseKind::Nodes);
+        let ok = checked_answer(due, Ok(LocalResponse::Nodes(Vec::new())));
+        assert!(matches!(ok, Ok(LocalResponse::Nodes(_))));
+        let err = checked_answer(due, Ok(LocalResponse::Left)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(
+            err.message.contains("Left") && err.message.contains("Nodes"),
+            "{}",
+            err.message
+        );
+        // Errors pass through untouched.
+        let refused = checked_answer(due, Err(ApiError::invalid("no"))).unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.message.as_str()),
+            (ErrorKind::Invalid, "no")
+        );
+    }
 
     #[test]
     fn a_transient_failure_is_typed_on_the_wire_and_absent_otherwise() {

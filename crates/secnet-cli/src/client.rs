@@ -56,7 +56,10 @@ async fn exchange(socket: &Path, request: &LocalRequest) -> Result<LocalResponse
         .await
         .map_err(|e| wire_error(socket, e))?;
     match answer {
-        Some(result) => result.map_err(CliError::Api),
+        // A well-formed answer of the wrong kind is refused here, before it is rendered.
+        Some(result) => {
+            secnet_api::checked_answer(request.answered_with(), result).map_err(CliError::Api)
+        }
         None => Err(CliError::ConnectionLost {
             socket: socket.to_path_buf(),
             detail: "the daemon closed the connection without answering".into(),
@@ -128,6 +131,21 @@ mod tests {
         .unwrap();
         assert!(matches!(resp, LocalResponse::Left));
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_the_wrong_kind_is_an_internal_error() {
+        let (_dir, path, listener) = fake_daemon_socket();
+        tokio::spawn(async move {
+            let (mut s, _) = accept_request(&listener).await;
+            let answer: LocalResult = Ok(LocalResponse::Left);
+            wire::write_msg(&mut s, &answer).await.unwrap();
+        });
+        let err = failed_call(&path, &LocalRequest::NodeLs, Duration::from_secs(5)).await;
+        assert!(
+            matches!(&err, CliError::Api(e) if e.kind == ErrorKind::Internal && e.message.contains("Left")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

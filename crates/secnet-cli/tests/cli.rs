@@ -403,11 +403,12 @@ fn internal_and_unexpected_answers_exit_4() {
     let out = d.run(&["leave"]);
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(stderr(&out), "Error: disk on fire\n");
-    // The fake answers `Left` to `status`, which is not a status.
+    // The fake answers `Left` to `status`, which is not a status: refused before rendering,
+    // naming what came and what was due.
     let out = d.run(&["status"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(
-        stderr(&out).contains("unexpected answer"),
+        stderr(&out).contains("answered Left where Status was due"),
         "{}",
         stderr(&out)
     );

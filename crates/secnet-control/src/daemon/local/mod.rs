@@ -79,7 +79,9 @@ pub async fn serve_local(daemon: Arc<Daemon>, socket: &Path) -> Result<(), Start
 async fn serve_conn(daemon: Arc<Daemon>, mut conn: UnixStream) -> anyhow::Result<()> {
     while let Some(req) = wire::read_msg::<_, LocalRequest>(&mut conn).await? {
         let name = request_name(&req);
-        let result = dispatch(&daemon, req).await;
+        let due = req.answered_with();
+        // The contract of the API: a request gets its own kind of answer or an error.
+        let result = secnet_api::checked_answer(due, dispatch(&daemon, req).await);
         if let Err(e) = &result {
             info!(request = name, kind = ?e.kind, error = %e.message, "request refused");
         }
