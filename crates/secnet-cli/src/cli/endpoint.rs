@@ -7,6 +7,7 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use secnet_api::LocalRequest;
 
+use super::parse::parse_endpoint_name;
 use super::{Action, InspectFormatArg, Invocation, ListFormat, Render, ENDPOINT_TIMEOUT};
 
 pub(super) const ENDPOINT_LONG_ABOUT: &str = "\
@@ -142,7 +143,7 @@ pub struct NewEndpointArgs {
     /// Name of the endpoint, unique in the cluster.
     ///
     /// Default: the network's name followed by a random suffix, e.g. backend-3fa9c2.
-    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    #[arg(long, value_name = "NAME", value_parser = parse_endpoint_name)]
     pub name: Option<String>,
 
     /// IPv4 address of eth0, inside the network's subnet and not in use.

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use secnet_api::LocalRequest;
 use secnet_model::NetworkSpec;
 
-use super::parse::{parse_cidr, parse_label};
+use super::parse::{parse_cidr, parse_label, parse_network_name};
 use super::{InspectFormatArg, Invocation, ListFormat, Render};
 
 pub(super) const NETWORK_LONG_ABOUT: &str = "\
@@ -138,7 +138,7 @@ pub struct NetworkCreateArgs {
     pub labels: Vec<(String, String)>,
 
     /// Name of the network, unique in the cluster.
-    #[arg(value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    #[arg(value_name = "NAME", value_parser = parse_network_name)]
     pub name: String,
 }
 
