@@ -10,6 +10,7 @@
 //! | this node's WireGuard peers and pre-shared keys | [`tunnel`] |
 //! | key acknowledgements (every node) and the key ring's next step (the leader) | [`keys`] |
 //! | which nodes are down (the leader, from the heartbeats it hears) | [`liveness`] |
+//! | switching role, renewing the certificate, asking to vote (carried out by the daemon: they replace the member) | [`membership`] |
 //! | who a peer is and what a worker may propose | [`authz`] |
 //!
 //! The scheduler, service discovery, the load balancer and the ingress/gateway rules of the
@@ -20,6 +21,7 @@ pub mod authz;
 pub mod datapath;
 pub mod keys;
 pub mod liveness;
+pub mod membership;
 pub mod tunnel;
 
 #[cfg(test)]

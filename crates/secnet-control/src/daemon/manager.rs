@@ -11,11 +11,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use secnet_api::{ApiError, Transient};
-use secnet_model::{NodeId, Role};
+use secnet_model::NodeId;
 
 use super::identity::Identity;
 use super::StartError;
 use super::{Daemon, Member, View, WRITE_TIMEOUT};
+use crate::agent::membership::wants_voter;
 use crate::peer::{Committed, Proposal};
 use crate::raft::store::{RedbStore, StateView};
 use crate::raft::Raft;
@@ -270,18 +271,14 @@ async fn ensure_voter(member: std::sync::Weak<Member>) {
         let super::Runtime::Manager(rt) = &m.rt else {
             return;
         };
-        if rt.voters().contains(&m.id.node_id.0) {
+        let is_voter = rt.voters().contains(&m.id.node_id.0);
+        if is_voter {
             tokio::time::sleep(Duration::from_secs(4)).await;
             continue;
         }
-        // Only ask once this node is known as a manager in the state, or is fresh from a
-        // join (no state yet), so a demoted node does not re-add itself.
-        let view = m.view();
-        let role_ok = match view.state.nodes.get(&m.id.node_id) {
-            Some(n) => n.role == Role::Manager,
-            None => !view.state.is_initialized(),
-        };
-        if !role_ok {
+        // Only a manager in the state, or one fresh from a join: a demoted node does not
+        // re-add itself (`agent::membership::wants_voter`).
+        if !wants_voter(&m.view().state, m.id.node_id, is_voter) {
             continue;
         }
         let proposal = Proposal::AddVoter {

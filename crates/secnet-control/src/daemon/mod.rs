@@ -32,6 +32,7 @@ use secnet_keys::secret::SecretBytes;
 use secnet_model::{ClusterState, Command, Node, NodeId, Response, Role};
 use secnet_pki::{self as pki, NodeKey};
 
+use crate::agent::membership::{membership_step, MembershipStep};
 use crate::peer::{Committed, PeerClient, PeerRef, PeerRequest, PeerResponse, Proposal};
 pub use error::StartError;
 use identity::{Identity, StatePaths};
@@ -210,16 +211,20 @@ impl Daemon {
                     continue;
                 };
                 let view = member.view();
-                let Some(me) = view.state.nodes.get(&member.id.node_id) else {
-                    continue;
+                let step = membership_step(
+                    &view.state,
+                    member.id.node_id,
+                    member.role(),
+                    member.certificate_due(),
+                );
+                let (role_changed, role) = match step {
+                    None => continue,
+                    Some(MembershipStep::SwitchRole(role)) => (true, role),
+                    Some(MembershipStep::RenewCertificate) => (false, member.role()),
                 };
-                let role_changed = me.role != member.role();
-                if !role_changed && !member.certificate_due() {
-                    continue;
-                }
                 let _guard = daemon.ops.lock().await;
                 if role_changed {
-                    info!(from = %member.role(), to = %me.role, "role changed in the cluster state: switching");
+                    info!(from = %member.role(), to = %role, "role changed in the cluster state: switching");
                 } else {
                     info!("renewing this node's certificate");
                 }
@@ -233,7 +238,7 @@ impl Daemon {
                     }
                 };
                 let mut id = member.id.clone();
-                id.role = me.role;
+                id.role = role;
                 id.cert_der = cert;
                 id.bootstrap_managers = peer_refs(&view.state);
                 let key = member.key.clone();
@@ -244,7 +249,7 @@ impl Daemon {
                     continue;
                 }
                 daemon.set_member(None).await;
-                if role_changed && me.role == Role::Worker {
+                if role_changed && role == Role::Worker {
                     // A demoted manager's Raft data is stale from now on.
                     let _ = std::fs::remove_file(daemon.paths.raft_db());
                 }
@@ -553,7 +558,7 @@ impl Member {
     /// does).
     pub(crate) fn certificate_due(&self) -> bool {
         match pki::node_identity(&self.id.cert_der) {
-            Ok(ident) => renewal_due(
+            Ok(ident) => crate::agent::membership::renewal_due(
                 ident.not_after,
                 std::time::SystemTime::now(),
                 pki::NODE_CERT_VALIDITY,
@@ -626,25 +631,6 @@ fn forward_timeout(p: &Proposal) -> Duration {
     }
 }
 
-/// Whether a certificate expiring at `not_after` should be renewed at `now`: past a point
-/// between 50% and 80% of its lifetime, spread by node id so a cluster's nodes do not all renew
-/// at once (Swarm does the same with a random point).
-pub(crate) fn renewal_due(
-    not_after: std::time::SystemTime,
-    now: std::time::SystemTime,
-    lifetime: Duration,
-    node: NodeId,
-) -> bool {
-    let lifetime = lifetime.as_secs();
-    let per_mille = 500 + (node.0 % 301);
-    let renew_after = lifetime * per_mille / 1000;
-    let remaining = not_after
-        .duration_since(now)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    lifetime.saturating_sub(remaining) > renew_after
-}
-
 /// Tells the leader every second that this node is alive.
 async fn heartbeat_loop(member: std::sync::Weak<Member>) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -688,7 +674,6 @@ pub(crate) fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{SystemTime, UNIX_EPOCH};
 
     #[test]
     fn default_run_dirs_are_distinct_per_state_dir_and_stable() {
@@ -713,30 +698,5 @@ mod tests {
             default_run_dir(Path::new("rel/state")),
             default_run_dir(&cwd.join("rel/state"))
         );
-    }
-
-    #[test]
-    fn renewal_happens_between_half_and_four_fifths_of_the_lifetime() {
-        let lifetime = Duration::from_secs(90 * 86400);
-        let issued = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let not_after = issued + lifetime;
-        for node in [NodeId(0), NodeId(150), NodeId(300), NodeId(u64::MAX)] {
-            let at = |frac: f64| issued + Duration::from_secs_f64(lifetime.as_secs_f64() * frac);
-            assert!(!renewal_due(not_after, at(0.49), lifetime, node), "{node}");
-            assert!(renewal_due(not_after, at(0.81), lifetime, node), "{node}");
-            assert!(renewal_due(
-                not_after,
-                not_after + Duration::from_secs(1),
-                lifetime,
-                node
-            ));
-        }
-        // Nodes spread over the window.
-        let at_65 = issued + lifetime.mul_f64(0.65);
-        let due: usize = (0..301)
-            .filter(|n| renewal_due(not_after, at_65, lifetime, NodeId(*n)))
-            .count();
-        assert!((100..200).contains(&due), "{due}");
-        let _ = SystemTime::now();
     }
 }
