@@ -10,6 +10,9 @@ use crate::ids::NodeId;
 /// A refused command.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ModelError {
+    /// A service or task command was refused.
+    #[error(transparent)]
+    Service(#[from] crate::services::ServiceError),
     /// The cluster has not been initialized.
     #[error("this node is not part of a cluster: run `secnet init` or `secnet join` first")]
     NotInitialized,

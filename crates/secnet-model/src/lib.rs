@@ -5,9 +5,11 @@
 pub mod error;
 pub mod ids;
 pub mod objects;
+pub mod services;
 pub mod state;
 
 pub use error::ModelError;
 pub use ids::NodeId;
 pub use objects::*;
+pub use services::*;
 pub use state::*;

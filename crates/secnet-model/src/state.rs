@@ -53,6 +53,12 @@ pub struct ClusterState {
     /// Endpoints by name.
     #[serde(default)]
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// Services by id.
+    #[serde(default)]
+    pub services: BTreeMap<String, crate::services::Service>,
+    /// Tasks by id.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, crate::services::Task>,
     /// The pre-shared keys of the encrypted data path. Every node holds it (workers too:
     /// their tunnels need it); it reaches them only over mTLS and is sealed at rest.
     #[serde(default)]
@@ -89,6 +95,8 @@ pub struct WireguardPeer {
 /// A change to the cluster state, proposed through Raft.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
+    /// Services and their tasks (`services.rs`).
+    Service(crate::services::ServiceCommand),
     /// Creates the cluster (first command of every log).
     Bootstrap {
         config: ClusterConfig,
@@ -181,6 +189,8 @@ pub enum Response {
     Endpoint(Endpoint),
     /// A key epoch (begun or promoted).
     KeyEpoch(u64),
+    /// The service as stored.
+    Service(crate::services::Service),
 }
 
 /// The result of applying a command, as returned to the proposer.
@@ -257,6 +267,7 @@ impl ClusterState {
             return Err(ModelError::NotInitialized);
         }
         match cmd {
+            Command::Service(c) => self.apply_service(c),
             Command::Bootstrap {
                 config,
                 ca_cert_der,
@@ -358,6 +369,17 @@ impl ClusterState {
                         endpoints: users,
                     });
                 }
+                if let Some(svc) = self
+                    .services
+                    .values()
+                    .find(|s| s.spec.networks.contains(&net.id))
+                {
+                    return Err(crate::services::ServiceError::NetworkInUse {
+                        network: net.name.clone(),
+                        service: svc.spec.name.clone(),
+                    }
+                    .into());
+                }
                 let id = net.id.clone();
                 self.networks.remove(&id);
                 Ok(Response::Done)
@@ -371,6 +393,9 @@ impl ClusterState {
                 created_at,
             } => {
                 validate_endpoint_name(&name)?;
+                if self.services.values().any(|s| s.spec.name == name) {
+                    return Err(crate::services::ServiceError::NameTaken(name).into());
+                }
                 if self.endpoints.contains_key(&name) {
                     return Err(ModelError::DuplicateEndpointName(name));
                 }

@@ -2,7 +2,7 @@
 //! worker may make. Pure, so the security-critical decisions are tested without sockets;
 //! the peer server (`daemon/server.rs`) asks here for every request.
 
-use secnet_model::{ClusterState, Command, NodeId, Role};
+use secnet_model::{ClusterState, Command, NodeId, Role, ServiceCommand};
 
 use crate::peer::{PeerRef, Proposal};
 
@@ -64,6 +64,10 @@ pub(crate) fn worker_may_propose(state: &ClusterState, caller: NodeId, p: &Propo
             | Command::ConnectEndpoint { name, .. }
             | Command::DisconnectEndpoint { name, .. },
         ) => own_endpoint(name),
+        // A node reports the state of the tasks it runs, and of no other.
+        Proposal::Command(Command::Service(ServiceCommand::Report { id, node, .. })) => {
+            *node == caller && state.tasks.get(id).is_some_and(|t| t.node == Some(caller))
+        }
         _ => false,
     }
 }

@@ -263,3 +263,107 @@ fn before_the_state_arrives_the_bootstrap_managers_are_trusted() {
     );
     assert!(identify(&empty, &bootstrap(), "fp-2", false, |_| false).is_err());
 }
+
+#[test]
+fn a_worker_reports_only_its_own_tasks_and_schedules_nothing() {
+    use secnet_model::{RestartPolicy, ServiceCommand, ServiceMode, ServiceSpec, Task, TaskState};
+    let mut s = state();
+    create_network(&mut s, "apps", false);
+    let spec = ServiceSpec {
+        name: "web".into(),
+        command: vec!["true".into()],
+        env: Default::default(),
+        networks: vec!["apps".into()],
+        mode: ServiceMode::Replicated,
+        replicas: 2,
+        constraints: Vec::new(),
+        restart: RestartPolicy::default(),
+        endpoint_mode: Default::default(),
+    };
+    apply(
+        &mut s,
+        Command::Service(ServiceCommand::Create {
+            id: "svc".into(),
+            spec: spec.clone(),
+            created_at: 1,
+        }),
+    );
+    let task = |id: &str, node: NodeId| Task {
+        id: id.into(),
+        service_id: "svc".into(),
+        slot: 1,
+        node: Some(node),
+        desired: TaskState::Running,
+        state: TaskState::Assigned,
+        state_at: 1,
+        message: String::new(),
+        exit_code: None,
+        attempt: 1,
+        service_version: 1,
+        created_at: 1,
+    };
+    for (id, node) in [("mine", WORKER), ("theirs", OTHER_WORKER)] {
+        apply(
+            &mut s,
+            Command::Service(ServiceCommand::AddTask {
+                task: task(id, node),
+            }),
+        );
+    }
+    let report = |id: &str, node: NodeId| {
+        cmd(Command::Service(ServiceCommand::Report {
+            id: id.into(),
+            node,
+            state: TaskState::Running,
+            at: 2,
+            exit_code: None,
+            message: String::new(),
+        }))
+    };
+    assert!(worker_may_propose(&s, WORKER, &report("mine", WORKER)));
+    assert!(
+        !worker_may_propose(&s, WORKER, &report("theirs", WORKER)),
+        "claims another's task"
+    );
+    assert!(
+        !worker_may_propose(&s, WORKER, &report("theirs", OTHER_WORKER)),
+        "speaks for another node"
+    );
+    assert!(
+        !worker_may_propose(&s, WORKER, &report("ghost", WORKER)),
+        "a task that does not exist"
+    );
+    let scheduling = [
+        ServiceCommand::Create {
+            id: "svc2".into(),
+            spec,
+            created_at: 2,
+        },
+        ServiceCommand::AddTask {
+            task: task("new", WORKER),
+        },
+        ServiceCommand::Assign {
+            id: "mine".into(),
+            node: WORKER,
+            at: 2,
+        },
+        ServiceCommand::Shutdown {
+            id: "theirs".into(),
+            at: 2,
+        },
+        ServiceCommand::Orphan {
+            id: "theirs".into(),
+            at: 2,
+            reason: String::new(),
+        },
+        ServiceCommand::Remove {
+            id: "svc".into(),
+            at: 2,
+        },
+        ServiceCommand::Prune { ids: Vec::new() },
+    ];
+    for c in scheduling {
+        let p = cmd(Command::Service(c.clone()));
+        assert!(!worker_may_propose(&s, WORKER, &p), "{c:?}");
+    }
+}

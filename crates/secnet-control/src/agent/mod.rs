@@ -10,18 +10,20 @@
 //! | this node's WireGuard peers and pre-shared keys | [`tunnel`] |
 //! | key acknowledgements (every node) and the key ring's next step (the leader) | [`keys`] |
 //! | which nodes are down (the leader, from the heartbeats it hears) | [`liveness`] |
+//! | which node runs which task of each service (the leader) | [`scheduler`] |
 //! | switching role, renewing the certificate, asking to vote (carried out by the daemon: they replace the member) | [`membership`] |
 //! | who a peer is and what a worker may propose | [`authz`] |
 //!
-//! The scheduler, service discovery, the load balancer and the ingress/gateway rules of the
-//! coming issues are further modules here, each a function of the same inputs, and further
-//! [`Action`] variants for the driver.
+//! The task runner, service discovery, the load balancer and the ingress/gateway rules of
+//! the coming issues are further modules here, each a function of the same inputs, and
+//! further [`Action`] variants for the driver.
 
 pub mod authz;
 pub mod datapath;
 pub mod keys;
 pub mod liveness;
 pub mod membership;
+pub mod scheduler;
 pub mod tunnel;
 
 #[cfg(test)]
@@ -110,14 +112,23 @@ pub enum Action {
     Propose(Command),
 }
 
+/// Fresh randomness, for decisions that make something new. The driver draws from the OS;
+/// the harness counts, so its runs repeat exactly.
+pub trait Entropy {
+    /// The secret of a new key of the ring.
+    fn secret(&mut self) -> Secret32;
+    /// The id of a new object (a task).
+    fn id(&mut self) -> String;
+}
+
 /// Everything node `facts.me` should do now, given the state it has and what it observes;
-/// `fresh` makes a secret if the leader starts a new key. The order is the order to carry
-/// them out in: keys before peers (no session without a key of the ring), and no peers
-/// before the ring exists.
+/// `entropy` makes secrets and ids for what the leader creates. The order is the order to
+/// carry them out in: keys before peers (no session without a key of the ring), and no
+/// peers before the ring exists.
 pub fn decide(
     state: &ClusterState,
     facts: &NodeFacts,
-    fresh: impl FnOnce() -> Secret32,
+    entropy: &mut dyn Entropy,
     now: u64,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -157,13 +168,17 @@ pub fn decide(
         actions.push(Action::Propose(ack));
     }
     if facts.leader {
-        actions.extend(
-            liveness::status_changes(state, facts.me, &facts.liveness)
-                .into_iter()
-                .map(Action::Propose),
-        );
-        if let Some(step) = keys::next_leader_step(state, fresh, now) {
+        let statuses = liveness::status_changes(state, facts.me, &facts.liveness);
+        // Scheduling waits for this round's status changes to land: a plan made from the
+        // state before them could place a task on a node just marked down.
+        let settled = statuses.is_empty();
+        actions.extend(statuses.into_iter().map(Action::Propose));
+        if let Some(step) = keys::next_leader_step(state, || entropy.secret(), now) {
             actions.push(Action::Propose(step));
+        }
+        if settled {
+            let tasks = scheduler::plan(state, now, &mut || entropy.id());
+            actions.extend(tasks.into_iter().map(Action::Propose));
         }
     }
     actions

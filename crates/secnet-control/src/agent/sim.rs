@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use secnet_dataplane::Desired;
 use secnet_keys::secret::Secret32;
-use secnet_model::{ClusterState, Command, NodeId, Role};
+use secnet_model::{ClusterState, Command, NodeId, Role, ServiceCommand, Task, TaskState};
 use secnet_tunnel::StaticKey;
 
 use super::authz::worker_may_propose;
 use super::keys::live_nodes;
 use super::liveness::{Liveness, NODE_DOWN_AFTER};
-use super::{decide, Action, NodeFacts, TunnelFacts};
+use super::{decide, Action, Entropy, NodeFacts, TunnelFacts};
 use crate::peer::Proposal;
 
 /// One simulated node.
@@ -55,7 +55,21 @@ pub(crate) struct Sim {
     /// one every step), and since when it leads.
     heard_at: BTreeMap<NodeId, u64>,
     leader_since: u64,
-    secrets: u8,
+    secrets: u64,
+}
+
+/// The harness's entropy: a counter, so every run is the same.
+struct Counter<'a>(&'a mut u64);
+
+impl Entropy for Counter<'_> {
+    fn secret(&mut self) -> Secret32 {
+        *self.0 += 1;
+        Secret32::new([*self.0 as u8; 32])
+    }
+    fn id(&mut self) -> String {
+        *self.0 += 1;
+        format!("task{:06}", *self.0)
+    }
 }
 
 impl Sim {
@@ -105,6 +119,29 @@ impl Sim {
         }
     }
 
+    /// A node joins (as `AddNode` would admit it), with an endpoint and a static key.
+    pub fn add_node(&mut self, node: secnet_model::Node) {
+        self.state
+            .apply(Command::AddNode { node: node.clone() })
+            .unwrap();
+        let key = StaticKey::from_bytes([node.id.0 as u8; 32]);
+        let facts = NodeFacts {
+            me: node.id,
+            leader: false,
+            liveness: Liveness::default(),
+            data_path_addr: node.data_path_addr,
+            underlay_mtu: 1500,
+            public_key: Some(key.public().to_string()),
+            tunnel: Some(TunnelFacts::default()),
+        };
+        let sim_node = SimNode {
+            view: self.state.clone(),
+            facts,
+            programmed: None,
+        };
+        self.nodes.insert(node.id, sim_node);
+    }
+
     /// One second: every connected node gets the agreed state, decides and acts.
     pub fn step(&mut self) {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
@@ -130,15 +167,47 @@ impl Sim {
             if self.cut_off.contains(&id) {
                 continue;
             }
-            self.secrets = self.secrets.wrapping_add(1);
-            let secret = Secret32::new([self.secrets; 32]);
             let node = &self.nodes[&id];
-            let actions = decide(&node.view, &node.facts, || secret, self.now);
+            let mut entropy = Counter(&mut self.secrets);
+            let actions = decide(&node.view, &node.facts, &mut entropy, self.now);
             for action in actions {
                 self.perform(id, action);
             }
+            self.run_tasks(id);
         }
         self.now += 1;
+    }
+
+    /// The node's task runner, simulated: it starts the tasks assigned to it (they run from
+    /// the next report on) and stops those no longer wanted, reporting each change through
+    /// the cluster as the real runner will.
+    fn run_tasks(&mut self, id: NodeId) {
+        let view = &self.nodes[&id].view;
+        let mut reports = Vec::new();
+        for t in view.tasks.values().filter(|t| t.node == Some(id)) {
+            let next = match (t.desired, t.state) {
+                (TaskState::Running, TaskState::Assigned) => TaskState::Running,
+                (TaskState::Shutdown, s) if !s.is_terminal() => TaskState::Shutdown,
+                _ => continue,
+            };
+            reports.push(report(t, id, next, None, self.now));
+        }
+        for r in reports {
+            self.propose(id, r);
+        }
+    }
+
+    /// Fault injection: the process of task `id` exits with `code` on its node.
+    pub fn exit_task(&mut self, id: &str, code: i32) {
+        let t = self.state.tasks[id].clone();
+        let node = t.node.expect("a task with a node");
+        let state = if code == 0 {
+            TaskState::Complete
+        } else {
+            TaskState::Failed
+        };
+        let r = report(&t, node, state, Some(code), self.now);
+        self.propose(node, r);
     }
 
     /// Steps until `done` holds, at most `max` steps; panics naming `what` otherwise.
@@ -193,6 +262,7 @@ impl Sim {
                 "node {node} acknowledged key {epoch} it does not hold"
             );
         }
+        self.check_placement(&cmd);
         if let Command::PromoteKey { .. } = &cmd {
             let epoch = self
                 .state
@@ -215,6 +285,42 @@ impl Sim {
         if self.state.apply(cmd.clone()).is_ok() {
             self.log.push((id, cmd));
         }
+    }
+
+    /// The scheduler's invariant: a task goes only to a node the service admits.
+    fn check_placement(&self, cmd: &Command) {
+        let (service_id, node) = match cmd {
+            Command::Service(ServiceCommand::AddTask { task }) => match task.node {
+                Some(n) => (task.service_id.clone(), n),
+                None => return,
+            },
+            Command::Service(ServiceCommand::Assign { id, node, .. }) => {
+                (self.state.tasks[id].service_id.clone(), *node)
+            }
+            _ => return,
+        };
+        let service = &self.state.services[&service_id];
+        let node = &self.state.nodes[&node];
+        assert!(
+            service.admits(node),
+            "a task of {} placed on ineligible node {}",
+            service.spec.name,
+            node.hostname
+        );
+    }
+
+    /// Live tasks of a service (wanted and not ended).
+    pub fn live_tasks(&self, service: &str) -> Vec<&Task> {
+        let id = &self.state.find_service(service).unwrap().id;
+        self.state.tasks_of(id).filter(|t| t.is_live()).collect()
+    }
+
+    /// Tasks of a service reported running.
+    pub fn running(&self, service: &str) -> Vec<&Task> {
+        self.live_tasks(service)
+            .into_iter()
+            .filter(|t| t.state == TaskState::Running)
+            .collect()
     }
 
     /// The primary epoch of the agreed ring.
@@ -249,6 +355,19 @@ impl Sim {
             .flat_map(|n| n.remotes.iter().map(|r| (r.ip, r.vtep)))
             .collect()
     }
+}
+
+fn report(t: &Task, node: NodeId, state: TaskState, exit_code: Option<i32>, at: u64) -> Command {
+    Command::Service(ServiceCommand::Report {
+        id: t.id.clone(),
+        node,
+        state,
+        at,
+        exit_code,
+        message: exit_code
+            .map(|c| format!("exited with code {c}"))
+            .unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -477,5 +596,336 @@ mod tests {
         // The other worker, with its rules in place, has the encrypted network.
         let other = sim.nodes[&OTHER_WORKER].programmed.clone().unwrap();
         assert!(other.networks.contains_key(secure));
+    }
+
+    // ---- services: the scheduler in the harness -------------------------------------
+
+    use secnet_model::{Constraint, RestartCondition, RestartPolicy, ServiceMode, ServiceSpec};
+
+    fn service_spec(name: &str, replicas: u32) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            command: vec!["sleep".into(), "infinity".into()],
+            env: Default::default(),
+            networks: vec!["apps".into()],
+            mode: ServiceMode::Replicated,
+            replicas,
+            constraints: Vec::new(),
+            restart: RestartPolicy::default(),
+            endpoint_mode: Default::default(),
+        }
+    }
+
+    /// A three-node cluster with network "apps" and `spec` created at START.
+    fn with_service(spec: ServiceSpec) -> Sim {
+        let mut state = cluster();
+        create_network(&mut state, "apps", false);
+        state
+            .apply(Command::Service(ServiceCommand::Create {
+                id: format!("svc-{}", spec.name),
+                spec,
+                created_at: START,
+            }))
+            .unwrap();
+        Sim::new(state, START)
+    }
+
+    fn update(sim: &mut Sim, spec: ServiceSpec) {
+        let id = sim.state.find_service(&spec.name).unwrap().id.clone();
+        let now = sim.now;
+        sim.state
+            .apply(Command::Service(ServiceCommand::Update {
+                id,
+                spec,
+                updated_at: now,
+            }))
+            .unwrap();
+    }
+
+    fn nodes_of(tasks: &[&Task]) -> BTreeSet<NodeId> {
+        tasks.iter().filter_map(|t| t.node).collect()
+    }
+
+    #[test]
+    fn two_replicas_run_on_two_different_nodes() {
+        let mut sim = with_service(service_spec("web", 2));
+        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        let running = sim.running("web");
+        assert_eq!(nodes_of(&running).len(), 2, "{running:?}");
+        let slots: BTreeSet<u32> = running.iter().map(|t| t.slot).collect();
+        assert_eq!(slots, BTreeSet::from([1, 2]));
+        // Converged: the scheduler proposes nothing more.
+        let before = sim.log.len();
+        for _ in 0..5 {
+            sim.step();
+        }
+        let scheduling = sim.log[before..]
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::Service(_)))
+            .count();
+        assert_eq!(scheduling, 0, "{:?}", &sim.log[before..]);
+    }
+
+    #[test]
+    fn a_failed_task_is_replaced_after_the_delay_and_none_means_never() {
+        let mut sim = with_service(service_spec("web", 1));
+        sim.run_until("running", 5, |s| s.running("web").len() == 1);
+        let first = sim.running("web")[0].id.clone();
+        sim.exit_task(&first, 3);
+        let failed = &sim.state.tasks[&first];
+        assert_eq!(
+            (failed.state, failed.exit_code),
+            (TaskState::Failed, Some(3))
+        );
+        // The default policy waits 5 s before the replacement.
+        for _ in 0..4 {
+            sim.step();
+        }
+        assert!(
+            sim.live_tasks("web").is_empty(),
+            "replaced before the delay"
+        );
+        sim.run_until("replaced", 4, |s| s.running("web").len() == 1);
+        let second = sim.running("web")[0];
+        assert_eq!((second.slot, second.attempt), (1, 2));
+
+        let mut spec = service_spec("web", 1);
+        spec.restart = RestartPolicy {
+            condition: RestartCondition::None,
+            delay_secs: 0,
+            max_attempts: None,
+        };
+        update(&mut sim, spec);
+        let id = sim.running("web")[0].id.clone();
+        sim.exit_task(&id, 1);
+        for _ in 0..10 {
+            sim.step();
+        }
+        assert!(sim.live_tasks("web").is_empty());
+        assert_eq!(sim.state.tasks[&id].state, TaskState::Failed);
+    }
+
+    #[test]
+    fn max_attempts_bounds_the_replacements() {
+        let mut spec = service_spec("flaky", 1);
+        spec.restart = RestartPolicy {
+            condition: RestartCondition::OnFailure,
+            delay_secs: 0,
+            max_attempts: Some(2),
+        };
+        let mut sim = with_service(spec);
+        for round in 0..3 {
+            sim.run_until("running", 5, |s| s.running("flaky").len() == 1);
+            let id = sim.running("flaky")[0].id.clone();
+            assert_eq!(sim.state.tasks[&id].attempt, round + 1);
+            sim.exit_task(&id, 1);
+        }
+        for _ in 0..10 {
+            sim.step();
+        }
+        assert!(sim.live_tasks("flaky").is_empty(), "a fourth try");
+    }
+
+    #[test]
+    fn a_down_nodes_task_is_rescheduled_on_another_node() {
+        let mut sim = with_service(service_spec("web", 2));
+        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        // A worker's task (the harness runs no election, so the leader stays up).
+        let victim = nodes_of(&sim.running("web"))
+            .into_iter()
+            .find(|n| *n != MANAGER)
+            .unwrap();
+        sim.cut_off.insert(victim);
+        let steps = sim.run_until("2/2 again without the lost node", 15, |s| {
+            let running = s.running("web");
+            running.len() == 2 && !nodes_of(&running).contains(&victim)
+        });
+        assert!(
+            steps <= (NODE_DOWN_AFTER.as_secs() + 3) as usize,
+            "{steps} steps"
+        );
+        let orphaned: Vec<_> = sim
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Orphaned)
+            .collect();
+        assert_eq!(orphaned.len(), 1);
+        assert_eq!(orphaned[0].node, Some(victim));
+    }
+
+    #[test]
+    fn scaling_to_zero_stops_everything_and_back_up_brings_tasks_back() {
+        let mut sim = with_service(service_spec("web", 2));
+        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        update(&mut sim, service_spec("web", 0));
+        sim.run_until("all stopped", 5, |s| {
+            s.live_tasks("web").is_empty()
+                && s.state
+                    .tasks
+                    .values()
+                    .all(|t| t.state == TaskState::Shutdown)
+        });
+        update(&mut sim, service_spec("web", 3));
+        sim.run_until("3/3 running", 5, |s| s.running("web").len() == 3);
+        assert_eq!(
+            nodes_of(&sim.running("web")).len(),
+            3,
+            "spread over the three nodes"
+        );
+    }
+
+    #[test]
+    fn global_mode_runs_one_task_per_eligible_node_including_a_new_one() {
+        let mut spec = service_spec("agent", 0);
+        spec.mode = ServiceMode::Global;
+        spec.constraints = vec!["node.role==worker".parse().unwrap()];
+        let mut sim = with_service(spec);
+        sim.run_until("one per worker", 5, |s| s.running("agent").len() == 2);
+        assert_eq!(
+            nodes_of(&sim.running("agent")),
+            BTreeSet::from([WORKER, OTHER_WORKER])
+        );
+        sim.add_node(node(NodeId(4), Role::Worker));
+        sim.run_until("the new worker too", 5, |s| s.running("agent").len() == 3);
+        assert!(nodes_of(&sim.running("agent")).contains(&NodeId(4)));
+    }
+
+    #[test]
+    fn an_unsatisfiable_constraint_leaves_tasks_pending_with_a_reason() {
+        let mut spec = service_spec("web", 2);
+        spec.constraints = vec!["node.hostname==nowhere".parse::<Constraint>().unwrap()];
+        let mut sim = with_service(spec);
+        for _ in 0..10 {
+            sim.step();
+        }
+        let live = sim.live_tasks("web");
+        assert_eq!(live.len(), 2);
+        for t in &live {
+            assert_eq!(t.state, TaskState::Pending);
+            assert!(
+                t.message.contains("node.hostname==nowhere"),
+                "{}",
+                t.message
+            );
+        }
+        // Not an error loop: two tasks made once, nothing proposed since.
+        let adds = sim
+            .log
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::Service(ServiceCommand::AddTask { .. })))
+            .count();
+        assert_eq!(adds, 2);
+        // A node that satisfies it appears: they are assigned.
+        let mut spec = service_spec("web", 2);
+        spec.constraints = vec!["node.hostname==host2".parse().unwrap()];
+        update(&mut sim, spec);
+        sim.run_until("assigned to host2 and running", 5, |s| {
+            s.running("web").len() == 2
+        });
+        assert_eq!(nodes_of(&sim.running("web")), BTreeSet::from([WORKER]));
+    }
+
+    #[test]
+    fn a_new_leader_resumes_scheduling_where_the_old_one_left_off() {
+        let mut sim = with_service(service_spec("web", 3));
+        // The old leader made the tasks but could not finish; the state is all there is.
+        sim.step();
+        let made = sim.live_tasks("web").len();
+        assert_eq!(made, 3);
+        // Node 2 takes over (the harness switches the flag, as an election would).
+        sim.nodes.get_mut(&MANAGER).unwrap().facts.leader = false;
+        sim.nodes.get_mut(&WORKER).unwrap().facts.leader = true;
+        sim.state
+            .apply(Command::SetRole {
+                id: WORKER,
+                role: Role::Manager,
+            })
+            .unwrap();
+        sim.run_until("3/3 running", 5, |s| s.running("web").len() == 3);
+        assert_eq!(sim.live_tasks("web").len(), 3, "no task made twice");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// For random clusters, specs and failures: never more live tasks than desired,
+        /// never on an ineligible node (the harness checks every placement), and once the
+        /// failures stop, convergence to the desired count.
+        #[test]
+        fn the_scheduler_never_overshoots_never_misplaces_and_converges(
+            workers in 1usize..5,
+            replicas in 0u32..6,
+            global in proptest::bool::ANY,
+            constraint in 0u8..3,
+            events in proptest::collection::vec((0u8..4, 0usize..8), 0..30),
+        ) {
+            let mut spec = service_spec("svc", replicas);
+            spec.restart.delay_secs = 1;
+            if global {
+                spec.mode = ServiceMode::Global;
+            }
+            spec.constraints = match constraint {
+                0 => Vec::new(),
+                1 => vec!["node.role==worker".parse().unwrap()],
+                _ => vec!["node.hostname!=host2".parse().unwrap()],
+            };
+            let mut state = cluster();
+            // cluster() has two workers; add the rest.
+            for i in 2..workers {
+                let id = NodeId(10 + i as u64);
+                state.apply(Command::AddNode { node: node(id, Role::Worker) }).unwrap();
+            }
+            create_network(&mut state, "apps", false);
+            state.apply(Command::Service(ServiceCommand::Create {
+                id: "svc-svc".into(), spec: spec.clone(), created_at: START,
+            })).unwrap();
+            let mut sim = Sim::new(state, START);
+            let workers_ids: Vec<NodeId> = sim.state.nodes.values()
+                .filter(|n| n.role == Role::Worker).map(|n| n.id).collect();
+            let check = |sim: &Sim| {
+                let live = sim.live_tasks("svc");
+                if global {
+                    let per_node = nodes_of(&live);
+                    proptest::prop_assert_eq!(per_node.len(), live.iter().filter(|t| t.node.is_some()).count());
+                } else {
+                    proptest::prop_assert!(live.len() <= replicas as usize, "{} live > {replicas}", live.len());
+                    let slots: BTreeSet<u32> = live.iter().map(|t| t.slot).collect();
+                    proptest::prop_assert_eq!(slots.len(), live.len(), "two live tasks in one slot");
+                }
+                Ok(())
+            };
+            for (kind, pick) in events {
+                let target = workers_ids[pick % workers_ids.len()];
+                match kind {
+                    0 => { sim.cut_off.insert(target); }
+                    1 => { sim.cut_off.remove(&target); }
+                    2 => {
+                        let running: Vec<String> = sim.running("svc").iter()
+                            .filter(|t| t.node.is_some_and(|n| !sim.cut_off.contains(&n)))
+                            .map(|t| t.id.clone()).collect();
+                        if let Some(id) = running.get(pick % running.len().max(1)) {
+                            sim.exit_task(id, 1);
+                        }
+                    }
+                    _ => {}
+                }
+                sim.step();
+                check(&sim)?;
+            }
+            sim.cut_off.clear();
+            let service = sim.state.find_service("svc").unwrap().clone();
+            let converged = |s: &Sim| {
+                let eligible = s.state.nodes.values().filter(|n| service.admits(n)).count();
+                let want = if global { eligible } else if eligible == 0 { 0 } else { replicas as usize };
+                s.running("svc").len() == want
+            };
+            for _ in 0..30 {
+                if converged(&sim) { break; }
+                sim.step();
+                check(&sim)?;
+            }
+            proptest::prop_assert!(converged(&sim), "not converged: {:?}", sim.live_tasks("svc"));
+        }
     }
 }

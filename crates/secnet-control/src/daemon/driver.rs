@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use secnet_keys::secret::Secret32;
-use secnet_model::Command;
+use secnet_model::{Command, ServiceCommand};
 
 use super::dataplane::{DataPathPlan, RESYNC};
 use super::{unix_now, Member, Runtime};
@@ -27,8 +27,16 @@ use crate::peer::Proposal;
 /// The longest the driver waits without a change of the view.
 pub const TICK: Duration = Duration::from_millis(250);
 
-fn fresh_secret() -> Secret32 {
-    Secret32::random(&mut rand::rngs::OsRng)
+/// Secrets and ids from the OS's random source.
+struct OsEntropy;
+
+impl agent::Entropy for OsEntropy {
+    fn secret(&mut self) -> Secret32 {
+        Secret32::random(&mut rand::rngs::OsRng)
+    }
+    fn id(&mut self) -> String {
+        secnet_model::ids::network_id_from_bytes(rand::Rng::gen(&mut rand::rngs::OsRng))
+    }
 }
 
 /// The underlay's MTU, read again every [`RESYNC`] rather than on every decision.
@@ -85,7 +93,7 @@ pub(crate) async fn run(member: Weak<Member>) {
                 public_key: m.tunnel.public_key(),
                 tunnel: m.tunnel.facts(),
             };
-            let actions = agent::decide(&view.state, &facts, fresh_secret, unix_now());
+            let actions = agent::decide(&view.state, &facts, &mut OsEntropy, unix_now());
             perform(&m, view.applied_index, actions).await;
         }
         // A view that can no longer change (the member is stopping) must not make this spin.
@@ -131,6 +139,14 @@ fn leader_duty(cmd: &Command) -> bool {
             | Command::PromoteKey { .. }
             | Command::RetireKeys { .. }
             | Command::SetStatus { .. }
+            // The scheduler's; a node's reports of its own tasks go through any manager.
+            | Command::Service(
+                ServiceCommand::AddTask { .. }
+                    | ServiceCommand::Assign { .. }
+                    | ServiceCommand::Shutdown { .. }
+                    | ServiceCommand::Orphan { .. }
+                    | ServiceCommand::Prune { .. }
+            )
     )
 }
 
@@ -141,6 +157,7 @@ async fn propose(m: &Member, cmd: Command) {
         let Runtime::Manager(rt) = &m.rt else { return };
         let what = match &cmd {
             Command::SetStatus { id, status } => format!("node {id} is {}", status.as_str()),
+            Command::Service(c) => format!("scheduling: {c:?}"),
             other => agent::keys::describe(other),
         };
         match rt.execute(Proposal::Command(cmd)).await {
