@@ -11,6 +11,7 @@
 //! | key acknowledgements (every node) and the key ring's next step (the leader) | [`keys`] |
 //! | which nodes are down (the leader, from the heartbeats it hears) | [`liveness`] |
 //! | which node runs which task of each service (the leader) | [`scheduler`] |
+//! | this node's tasks: their endpoints, processes and reports (every node) | [`tasks`] |
 //! | switching role, renewing the certificate, asking to vote (carried out by the daemon: they replace the member) | [`membership`] |
 //! | who a peer is and what a worker may propose | [`authz`] |
 //!
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod liveness;
 pub mod membership;
 pub mod scheduler;
+pub mod tasks;
 pub mod tunnel;
 
 #[cfg(test)]
@@ -58,6 +60,8 @@ pub struct NodeFacts {
     pub public_key: Option<String>,
     /// What this node's WireGuard endpoint holds; `None` while no endpoint runs.
     pub tunnel: Option<TunnelFacts>,
+    /// The task processes this node runs and the endpoints its data path has ready.
+    pub tasks: tasks::TaskFacts,
 }
 
 /// What a running WireGuard endpoint was last given.
@@ -110,6 +114,15 @@ pub enum Action {
     /// Propose a command to the cluster (the leader runs it, any other node writes it
     /// through a manager).
     Propose(Command),
+    /// Start task `id`'s process inside the namespace of `endpoint`.
+    StartTask {
+        id: String,
+        command: Vec<String>,
+        env: BTreeMap<String, String>,
+        endpoint: String,
+    },
+    /// Stop task `id`'s process (SIGTERM, then SIGKILL after a grace period).
+    StopTask { id: String },
 }
 
 /// Fresh randomness, for decisions that make something new. The driver draws from the OS;
@@ -164,6 +177,9 @@ pub fn decide(
             actions.push(Action::SetTunnelPeers(peers));
         }
     }
+    actions.extend(tasks::plan(state, facts.me, &facts.tasks, now, &mut || {
+        entropy.id()
+    }));
     if let Some(ack) = keys::acknowledgement(state, facts.me, |e| facts.holds_key(e)) {
         actions.push(Action::Propose(ack));
     }

@@ -22,6 +22,7 @@ use secnet_tunnel::StaticKey;
 use super::authz::worker_may_propose;
 use super::keys::live_nodes;
 use super::liveness::{Liveness, NODE_DOWN_AFTER};
+use super::tasks::{Process, TaskFacts};
 use super::{decide, Action, Entropy, NodeFacts, TunnelFacts};
 use crate::peer::Proposal;
 
@@ -95,6 +96,7 @@ impl Sim {
                     underlay_mtu: 1500,
                     public_key: Some(key.public().to_string()),
                     tunnel: Some(TunnelFacts::default()),
+                    tasks: TaskFacts::default(),
                 };
                 let node = SimNode {
                     view: state.clone(),
@@ -133,6 +135,7 @@ impl Sim {
             underlay_mtu: 1500,
             public_key: Some(key.public().to_string()),
             tunnel: Some(TunnelFacts::default()),
+            tasks: TaskFacts::default(),
         };
         let sim_node = SimNode {
             view: self.state.clone(),
@@ -167,47 +170,41 @@ impl Sim {
             if self.cut_off.contains(&id) {
                 continue;
             }
+            let node = self.nodes.get_mut(&id).unwrap();
+            node.facts.tasks.endpoints_ready = node
+                .programmed
+                .iter()
+                .flat_map(|d| d.endpoints.values())
+                .filter(|e| !e.interfaces.is_empty())
+                .map(|e| e.name.clone())
+                .collect();
             let node = &self.nodes[&id];
             let mut entropy = Counter(&mut self.secrets);
             let actions = decide(&node.view, &node.facts, &mut entropy, self.now);
             for action in actions {
                 self.perform(id, action);
             }
-            self.run_tasks(id);
         }
         self.now += 1;
     }
 
-    /// The node's task runner, simulated: it starts the tasks assigned to it (they run from
-    /// the next report on) and stops those no longer wanted, reporting each change through
-    /// the cluster as the real runner will.
-    fn run_tasks(&mut self, id: NodeId) {
-        let view = &self.nodes[&id].view;
-        let mut reports = Vec::new();
-        for t in view.tasks.values().filter(|t| t.node == Some(id)) {
-            let next = match (t.desired, t.state) {
-                (TaskState::Running, TaskState::Assigned) => TaskState::Running,
-                (TaskState::Shutdown, s) if !s.is_terminal() => TaskState::Shutdown,
-                _ => continue,
-            };
-            reports.push(report(t, id, next, None, self.now));
-        }
-        for r in reports {
-            self.propose(id, r);
-        }
-    }
-
-    /// Fault injection: the process of task `id` exits with `code` on its node.
+    /// Fault injection: the process of task `id` exits with `code` on its node (the node's
+    /// runner reports it at its next decision).
     pub fn exit_task(&mut self, id: &str, code: i32) {
-        let t = self.state.tasks[id].clone();
-        let node = t.node.expect("a task with a node");
-        let state = if code == 0 {
-            TaskState::Complete
-        } else {
-            TaskState::Failed
-        };
-        let r = report(&t, node, state, Some(code), self.now);
-        self.propose(node, r);
+        let node = self.state.tasks[id].node.expect("a task with a node");
+        let processes = &mut self.nodes.get_mut(&node).unwrap().facts.tasks.processes;
+        assert_eq!(
+            processes.get(id),
+            Some(&Process::Running),
+            "task {id} is not running"
+        );
+        processes.insert(
+            id.to_string(),
+            Process::Exited {
+                code: Some(code),
+                signal: None,
+            },
+        );
     }
 
     /// Steps until `done` holds, at most `max` steps; panics naming `what` otherwise.
@@ -243,6 +240,19 @@ impl Sim {
                 node.facts.tunnel.as_mut().unwrap().peers = peers;
             }
             Action::Propose(cmd) => self.propose(id, cmd),
+            // The node's process table: a started task runs until it exits or is stopped.
+            Action::StartTask { id: task, .. } => {
+                node.facts.tasks.processes.insert(task, Process::Running);
+            }
+            Action::StopTask { id: task } => {
+                node.facts.tasks.processes.insert(
+                    task,
+                    Process::Exited {
+                        code: None,
+                        signal: Some(15),
+                    },
+                );
+            }
         }
     }
 
@@ -355,19 +365,6 @@ impl Sim {
             .flat_map(|n| n.remotes.iter().map(|r| (r.ip, r.vtep)))
             .collect()
     }
-}
-
-fn report(t: &Task, node: NodeId, state: TaskState, exit_code: Option<i32>, at: u64) -> Command {
-    Command::Service(ServiceCommand::Report {
-        id: t.id.clone(),
-        node,
-        state,
-        at,
-        exit_code,
-        message: exit_code
-            .map(|c| format!("exited with code {c}"))
-            .unwrap_or_default(),
-    })
 }
 
 #[cfg(test)]
@@ -649,11 +646,17 @@ mod tests {
     #[test]
     fn two_replicas_run_on_two_different_nodes() {
         let mut sim = with_service(service_spec("web", 2));
-        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        sim.run_until("2/2 running", 8, |s| s.running("web").len() == 2);
         let running = sim.running("web");
         assert_eq!(nodes_of(&running).len(), 2, "{running:?}");
         let slots: BTreeSet<u32> = running.iter().map(|t| t.slot).collect();
         assert_eq!(slots, BTreeSet::from([1, 2]));
+        // Each runs in its own endpoint on the service's network, on its own node.
+        for t in &running {
+            let ep = &sim.state.endpoints[&super::super::tasks::endpoint_name(&t.id)];
+            assert_eq!(Some(ep.node), t.node);
+            assert_eq!(ep.attachments[0].network_id, "id-apps");
+        }
         // Converged: the scheduler proposes nothing more.
         let before = sim.log.len();
         for _ in 0..5 {
@@ -669,14 +672,16 @@ mod tests {
     #[test]
     fn a_failed_task_is_replaced_after_the_delay_and_none_means_never() {
         let mut sim = with_service(service_spec("web", 1));
-        sim.run_until("running", 5, |s| s.running("web").len() == 1);
+        sim.run_until("running", 8, |s| s.running("web").len() == 1);
         let first = sim.running("web")[0].id.clone();
         sim.exit_task(&first, 3);
+        sim.step(); // its node reports the exit
         let failed = &sim.state.tasks[&first];
         assert_eq!(
             (failed.state, failed.exit_code),
             (TaskState::Failed, Some(3))
         );
+        assert_eq!(failed.message, "exited with code 3");
         // The default policy waits 5 s before the replacement.
         for _ in 0..4 {
             sim.step();
@@ -685,7 +690,7 @@ mod tests {
             sim.live_tasks("web").is_empty(),
             "replaced before the delay"
         );
-        sim.run_until("replaced", 4, |s| s.running("web").len() == 1);
+        sim.run_until("replaced and running", 8, |s| s.running("web").len() == 1);
         let second = sim.running("web")[0];
         assert_eq!((second.slot, second.attempt), (1, 2));
 
@@ -715,10 +720,11 @@ mod tests {
         };
         let mut sim = with_service(spec);
         for round in 0..3 {
-            sim.run_until("running", 5, |s| s.running("flaky").len() == 1);
+            sim.run_until("running", 8, |s| s.running("flaky").len() == 1);
             let id = sim.running("flaky")[0].id.clone();
             assert_eq!(sim.state.tasks[&id].attempt, round + 1);
             sim.exit_task(&id, 1);
+            sim.step(); // reported failed
         }
         for _ in 0..10 {
             sim.step();
@@ -729,21 +735,20 @@ mod tests {
     #[test]
     fn a_down_nodes_task_is_rescheduled_on_another_node() {
         let mut sim = with_service(service_spec("web", 2));
-        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        sim.run_until("2/2 running", 8, |s| s.running("web").len() == 2);
         // A worker's task (the harness runs no election, so the leader stays up).
         let victim = nodes_of(&sim.running("web"))
             .into_iter()
             .find(|n| *n != MANAGER)
             .unwrap();
         sim.cut_off.insert(victim);
-        let steps = sim.run_until("2/2 again without the lost node", 15, |s| {
+        let steps = sim.run_until("2/2 again without the lost node", 20, |s| {
             let running = s.running("web");
             running.len() == 2 && !nodes_of(&running).contains(&victim)
         });
-        assert!(
-            steps <= (NODE_DOWN_AFTER.as_secs() + 3) as usize,
-            "{steps} steps"
-        );
+        // Marked down after 5 s, then a new endpoint and process elsewhere: within the 15 s
+        // the issue asks of the real cluster.
+        assert!(steps <= 15, "{steps} steps");
         let orphaned: Vec<_> = sim
             .state
             .tasks
@@ -757,7 +762,7 @@ mod tests {
     #[test]
     fn scaling_to_zero_stops_everything_and_back_up_brings_tasks_back() {
         let mut sim = with_service(service_spec("web", 2));
-        sim.run_until("2/2 running", 5, |s| s.running("web").len() == 2);
+        sim.run_until("2/2 running", 8, |s| s.running("web").len() == 2);
         update(&mut sim, service_spec("web", 0));
         sim.run_until("all stopped", 5, |s| {
             s.live_tasks("web").is_empty()
@@ -844,6 +849,57 @@ mod tests {
             .unwrap();
         sim.run_until("3/3 running", 5, |s| s.running("web").len() == 3);
         assert_eq!(sim.live_tasks("web").len(), 3, "no task made twice");
+    }
+
+    #[test]
+    fn a_node_that_comes_back_stops_the_task_the_cluster_replaced() {
+        // On workers only: the harness cannot cut the leader off.
+        let mut spec = service_spec("web", 1);
+        spec.constraints = vec!["node.role==worker".parse().unwrap()];
+        let mut sim = with_service(spec);
+        sim.run_until("running", 8, |s| s.running("web").len() == 1);
+        let lost = sim.running("web")[0].clone();
+        let node = lost.node.unwrap();
+        assert_ne!(node, MANAGER);
+        sim.cut_off.insert(node);
+        sim.run_until("replaced elsewhere", 20, |s| {
+            s.running("web").iter().any(|t| t.node != Some(node))
+        });
+        // While cut off it still runs its copy: it cannot know.
+        assert_eq!(
+            sim.nodes[&node].facts.tasks.processes.get(&lost.id),
+            Some(&Process::Running)
+        );
+        sim.cut_off.clear();
+        let ep = super::super::tasks::endpoint_name(&lost.id);
+        sim.run_until("the old copy stopped and its endpoint gone", 5, |s| {
+            s.nodes[&node].facts.tasks.processes.get(&lost.id) != Some(&Process::Running)
+                && !s.state.endpoints.contains_key(&ep)
+        });
+        assert_eq!(sim.running("web").len(), 1, "exactly one copy runs");
+    }
+
+    #[test]
+    fn removing_a_service_stops_its_tasks_and_removes_their_endpoints() {
+        let mut sim = with_service(service_spec("web", 2));
+        sim.run_until("2/2 running", 8, |s| s.running("web").len() == 2);
+        let now = sim.now;
+        sim.state
+            .apply(Command::Service(ServiceCommand::Remove {
+                id: "svc-web".into(),
+                at: now,
+            }))
+            .unwrap();
+        sim.run_until("no process, no endpoint, no task", 10, |s| {
+            s.nodes.values().all(|n| {
+                n.facts
+                    .tasks
+                    .processes
+                    .values()
+                    .all(|p| *p != Process::Running)
+            }) && s.state.endpoints.is_empty()
+                && s.state.tasks.is_empty()
+        });
     }
 
     proptest::proptest! {

@@ -92,6 +92,12 @@ pub(crate) async fn run(member: Weak<Member>) {
                 underlay_mtu: mtu.get(m.id.data_path_addr),
                 public_key: m.tunnel.public_key(),
                 tunnel: m.tunnel.facts(),
+                tasks: agent::tasks::TaskFacts {
+                    // No task runs here until the task runner's executor lands (issue 12);
+                    // no service can be created before then either.
+                    processes: Default::default(),
+                    endpoints_ready: m.reconciler.status().borrow().ready.clone(),
+                },
             };
             let actions = agent::decide(&view.state, &facts, &mut OsEntropy, unix_now());
             perform(&m, view.applied_index, actions).await;
@@ -125,6 +131,10 @@ async fn perform(m: &Member, applied_index: u64, actions: Vec<Action>) {
             Action::SetTunnelPeers(peers) if ring_installed => m.tunnel.install_peers(peers),
             Action::SetTunnelPeers(_) => {}
             Action::Propose(cmd) => propose(m, cmd).await,
+            // The task runner's executor (`daemon/tasks.rs`) is the next part of issue 12.
+            Action::StartTask { id, .. } | Action::StopTask { id } => {
+                debug!(task = %id, "no task runner on this node yet")
+            }
         }
     }
 }
