@@ -902,6 +902,49 @@ mod tests {
         });
     }
 
+    #[test]
+    fn a_restarted_daemon_reports_its_lost_tasks_failed_and_they_come_back_once() {
+        let mut sim = with_service(service_spec("web", 2));
+        sim.run_until("2/2 running", 8, |s| s.running("web").len() == 2);
+        let t = sim.running("web")[0].clone();
+        let node = t.node.unwrap();
+        // secnetd restarts on that node: its processes are gone (killed, see daemon/tasks.rs).
+        sim.nodes
+            .get_mut(&node)
+            .unwrap()
+            .facts
+            .tasks
+            .processes
+            .clear();
+        sim.step();
+        let lost = &sim.state.tasks[&t.id];
+        assert_eq!(lost.state, TaskState::Failed);
+        assert!(
+            lost.message.contains("secnetd restarted"),
+            "{}",
+            lost.message
+        );
+        let processes = |s: &Sim| -> usize {
+            s.nodes
+                .values()
+                .map(|n| {
+                    n.facts
+                        .tasks
+                        .processes
+                        .values()
+                        .filter(|p| **p == Process::Running)
+                        .count()
+                })
+                .sum()
+        };
+        for _ in 0..12 {
+            sim.step();
+            assert!(processes(&sim) <= 2, "more processes than replicas");
+        }
+        assert_eq!(sim.running("web").len(), 2);
+        assert_eq!(processes(&sim), 2);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 

@@ -18,6 +18,8 @@ use super::Action;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Process {
     Running,
+    /// It could not be started (no such program, no namespace).
+    Unstartable,
     /// Ended: the exit code, or the signal that ended it.
     Exited {
         code: Option<i32>,
@@ -88,6 +90,24 @@ pub fn plan(
                 };
                 out.push(report(task, me, state, code, now, &message));
             }
+            Some(Process::Unstartable) => out.push(report(
+                task,
+                me,
+                TaskState::Rejected,
+                None,
+                now,
+                "the command could not be started on this node",
+            )),
+            // Started once, and no process now: this node's daemon restarted and its
+            // processes went with it. Failed, so the scheduler replaces it: never twice.
+            None if task.state >= TaskState::Starting => out.push(report(
+                task,
+                me,
+                TaskState::Failed,
+                None,
+                now,
+                "its process is gone: secnetd restarted on this node",
+            )),
             None => prepare_and_start(state, me, facts, task, &ep, now, fresh_id, &mut out),
         }
     }

@@ -5,6 +5,7 @@
 //!
 //! - the data path goes to the reconciler (`dataplane.rs`), which executes it;
 //! - the tunnel's keys and peers go to the WireGuard endpoint (`tunnel.rs` runs the engine);
+//! - task processes go to the task runner (`tasks.rs`);
 //! - proposals go to the cluster: the leader's duties (the key ring, node liveness) run on
 //!   this node while it leads, everything else (key acknowledgements, key registration) is written through
 //!   whichever manager leads.
@@ -93,14 +94,13 @@ pub(crate) async fn run(member: Weak<Member>) {
                 public_key: m.tunnel.public_key(),
                 tunnel: m.tunnel.facts(),
                 tasks: agent::tasks::TaskFacts {
-                    // No task runs here until the task runner's executor lands (issue 12);
-                    // no service can be created before then either.
-                    processes: Default::default(),
+                    processes: m.runner.processes(),
                     endpoints_ready: m.reconciler.status().borrow().ready.clone(),
                 },
             };
             let actions = agent::decide(&view.state, &facts, &mut OsEntropy, unix_now());
             perform(&m, view.applied_index, actions).await;
+            m.runner.forget(|id| view.state.tasks.contains_key(id));
         }
         // A view that can no longer change (the member is stopping) must not make this spin.
         if let Ok(false) = tokio::time::timeout(TICK, changes.changed()).await {
@@ -131,10 +131,15 @@ async fn perform(m: &Member, applied_index: u64, actions: Vec<Action>) {
             Action::SetTunnelPeers(peers) if ring_installed => m.tunnel.install_peers(peers),
             Action::SetTunnelPeers(_) => {}
             Action::Propose(cmd) => propose(m, cmd).await,
-            // The task runner's executor (`daemon/tasks.rs`) is the next part of issue 12.
-            Action::StartTask { id, .. } | Action::StopTask { id } => {
-                debug!(task = %id, "no task runner on this node yet")
-            }
+            Action::StartTask {
+                id,
+                command,
+                env,
+                endpoint,
+            } => m
+                .runner
+                .start(&id, &command, &env, &m.reconciler.endpoint_netns(&endpoint)),
+            Action::StopTask { id } => m.runner.stop(&id),
         }
     }
 }

@@ -11,6 +11,7 @@ mod local;
 pub mod lock;
 mod manager;
 mod server;
+pub mod tasks;
 pub mod tunnel;
 mod views;
 mod wait;
@@ -84,6 +85,8 @@ pub struct Daemon {
     member: RwLock<Option<Arc<Member>>>,
     /// Serializes init, join, leave and role switches.
     pub(crate) ops: Mutex<()>,
+    /// This node's task processes; the daemon's, so a role switch keeps them.
+    pub(crate) runner: Arc<tasks::TaskRunner>,
     /// This daemon's exclusive hold on its state and run directories.
     _locks: [lock::DirLock; 2],
 }
@@ -101,6 +104,8 @@ pub struct Member {
     pub(crate) reconciler: dataplane::Reconciler,
     /// This node's WireGuard endpoint, once started.
     pub(crate) tunnel: tunnel::TunnelSlot,
+    /// The daemon's task runner.
+    pub(crate) runner: Arc<tasks::TaskRunner>,
 }
 
 /// The role-specific part of a running member.
@@ -138,12 +143,15 @@ impl Daemon {
         ensure_socket_free(&cfg.socket)?;
         let paths = StatePaths::new(&cfg.state_dir);
         let kek = Arc::new(Kek::load_or_create(&paths.kek())?);
+        // After the locks: what it kills was left by a daemon of this run directory.
+        let runner = Arc::new(tasks::TaskRunner::new(&cfg.run_dir));
         let daemon = Arc::new(Daemon {
             paths: paths.clone(),
             kek: kek.clone(),
             cfg,
             member: RwLock::new(None),
             ops: Mutex::new(()),
+            runner,
             _locks: locks,
         });
         let identity = identity::load(&paths, &kek).map_err(StartError::io(format!(
@@ -193,9 +201,10 @@ impl Daemon {
         }
     }
 
-    /// Stops everything (daemon shutdown).
+    /// Stops everything (daemon shutdown): the membership, then the tasks.
     pub async fn shutdown(&self) {
         self.set_member(None).await;
+        self.runner.stop_all().await;
     }
 
     /// Keeps the membership current: switches the runtime when the replicated state gives
@@ -308,6 +317,7 @@ impl Member {
             peers: Mutex::new(HashMap::new()),
             reconciler: dataplane::Reconciler::new(daemon.cfg.run_dir.clone()),
             tunnel: tunnel::TunnelSlot::default(),
+            runner: daemon.runner.clone(),
         });
         match &member.rt {
             Runtime::Manager(_) => manager::spawn_tasks(daemon, &member).await?,

@@ -377,6 +377,8 @@ pub(super) async fn leave(daemon: &Arc<Daemon>, force: bool) -> LocalResult {
     let layout = m.reconciler.layout.clone();
     drop(m);
     daemon.set_member(None).await;
+    // Its tasks end with its membership (before their endpoints go).
+    daemon.runner.stop_all().await;
     // Take this node's endpoints and networks out of the kernel.
     let cleanup = tokio::task::spawn_blocking(move || {
         let mut result =
