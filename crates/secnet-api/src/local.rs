@@ -78,6 +78,24 @@ pub enum LocalRequest {
         node: Option<String>,
     },
     NetworkCreate(NetworkSpec),
+    /// `service create` (managers only).
+    ServiceCreate(secnet_model::ServiceSpec),
+    ServiceLs,
+    /// `service ps`: the tasks of one service.
+    ServicePs {
+        service: String,
+    },
+    ServiceInspect {
+        services: Vec<String>,
+    },
+    /// `service scale NAME=N`.
+    ServiceScale {
+        service: String,
+        replicas: u32,
+    },
+    ServiceRm {
+        services: Vec<String>,
+    },
     NetworkLs,
     NetworkInspect {
         networks: Vec<String>,
@@ -263,6 +281,53 @@ pub struct NetworkInfo {
     pub created: String,
 }
 
+/// A service as `service ls` / `service inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    /// "replicated" or "global".
+    pub mode: String,
+    /// Tasks wanted: the replicas, or in global mode the eligible nodes.
+    pub desired: u32,
+    /// Tasks reported running.
+    pub running: u32,
+    /// Network names.
+    pub networks: Vec<String>,
+    pub command: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub constraints: Vec<String>,
+    pub restart_condition: String,
+    pub restart_delay_secs: u64,
+    pub restart_max_attempts: Option<u32>,
+    pub endpoint_mode: String,
+    pub version: u64,
+    /// RFC 3339.
+    pub created: String,
+    pub updated: String,
+}
+
+/// A task as `service ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub id: String,
+    /// `web.1`, or `web.<node id>` in global mode.
+    pub name: String,
+    pub service: String,
+    /// The node's hostname ("" while pending).
+    pub node: String,
+    pub desired: String,
+    pub state: String,
+    /// RFC 3339 of the last change of state.
+    pub since: String,
+    /// Why it is in its state ("" when nothing to say).
+    pub message: String,
+    pub exit_code: Option<i32>,
+    /// The endpoint it runs in and its address on the service's first network, once made.
+    pub endpoint: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+}
+
 /// `secnet status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusInfo {
@@ -328,6 +393,10 @@ pub enum LocalResponse {
     EndpointsRemoved(Vec<String>),
     /// The key ring, oldest first.
     Keys(Vec<KeyInfo>),
+    Services(Vec<ServiceInfo>),
+    Tasks(Vec<TaskInfo>),
+    /// Names of the services removed.
+    ServicesRemoved(Vec<String>),
     Tunnel(TunnelInfo),
     /// `node rotate-key` done: the node's new WireGuard public key.
     WireguardKey(WireguardKeyInfo),
@@ -355,6 +424,9 @@ pub enum ResponseKind {
     Tunnel,
     WireguardKey,
     Status,
+    Services,
+    Tasks,
+    ServicesRemoved,
 }
 
 impl LocalRequest {
@@ -380,6 +452,12 @@ impl LocalRequest {
             R::EndpointLs { .. } | R::EndpointInspect { .. } => K::Endpoints,
             R::EndpointRm { .. } => K::EndpointsRemoved,
             R::KeyLs | R::KeyRotate => K::Keys,
+            R::ServiceCreate(_)
+            | R::ServiceLs
+            | R::ServiceInspect { .. }
+            | R::ServiceScale { .. } => K::Services,
+            R::ServicePs { .. } => K::Tasks,
+            R::ServiceRm { .. } => K::ServicesRemoved,
             R::TunnelLs => K::Tunnel,
             R::Status => K::Status,
         }
@@ -408,6 +486,9 @@ impl LocalResponse {
             A::Tunnel(_) => K::Tunnel,
             A::WireguardKey(_) => K::WireguardKey,
             A::Status(_) => K::Status,
+            A::Services(_) => K::Services,
+            A::Tasks(_) => K::Tasks,
+            A::ServicesRemoved(_) => K::ServicesRemoved,
         }
     }
 }
@@ -506,9 +587,15 @@ impl From<secnet_model::ModelError> for ApiError {
     fn from(e: secnet_model::ModelError) -> Self {
         use secnet_model::ModelError as M;
         let kind = match &e {
-            M::NetworkNotFound(_) | M::NodeNotFound(_) | M::EndpointNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            M::NetworkNotFound(_)
+            | M::NodeNotFound(_)
+            | M::EndpointNotFound(_)
+            | M::Service(secnet_model::ServiceError::NotFound(_)) => ErrorKind::NotFound,
+            M::Service(
+                secnet_model::ServiceError::NameTaken(_)
+                | secnet_model::ServiceError::IdTaken(_)
+                | secnet_model::ServiceError::NetworkInUse { .. },
+            ) => ErrorKind::Conflict,
             M::DuplicateNetworkName(_)
             | M::NetworkIdTaken(_)
             | M::NodeIdTaken(_)

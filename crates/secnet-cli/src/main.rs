@@ -10,6 +10,7 @@
 
 mod cli;
 mod client;
+mod converge;
 mod error;
 mod launch;
 mod output;
@@ -49,6 +50,9 @@ fn run(cli: Cli) -> Result<u8, CliError> {
     ))?;
     let text = output::render(&invocation.render, response)?;
     output::print(&text)?;
+    if let Some(service) = &invocation.converge {
+        runtime.block_on(converge::converge(&cli.socket, service))?;
+    }
     Ok(0)
 }
 

@@ -234,6 +234,7 @@ impl InitArgs {
             timeout: LONG_TIMEOUT,
             render: Render::Init,
             progress: None,
+            converge: None,
         }
     }
 }
@@ -243,6 +244,7 @@ impl JoinArgs {
     pub(super) fn invocation(self) -> Invocation {
         Invocation {
             progress: Some(format!("Joining the cluster at {}...", self.remote)),
+            converge: None,
             request: LocalRequest::Join(JoinRequest {
                 token: self.token,
                 remote: self.remote,

@@ -52,6 +52,7 @@ impl KeyCommand {
                     format: ListFormat::Table,
                 },
                 progress: Some("Rotating the key ring...".into()),
+                converge: None,
             },
         }
     }

@@ -17,6 +17,7 @@ mod key;
 mod network;
 mod node;
 mod parse;
+mod service;
 #[cfg(test)]
 mod test_support;
 mod tunnel;
@@ -39,6 +40,7 @@ use self::endpoint::{
 use self::key::{KeyCommand, KEY_LONG_ABOUT};
 use self::network::{NetworkCommand, NETWORK_LONG_ABOUT};
 use self::node::{NodeCommand, NODE_LONG_ABOUT};
+use self::service::{ServiceCommand, SERVICE_LONG_ABOUT};
 use self::tunnel::{TunnelCommand, TUNNEL_LONG_ABOUT};
 
 /// Where `secnetd` listens unless `--socket` / `SECNET_SOCKET` say otherwise.
@@ -142,6 +144,10 @@ pub enum Command {
     /// Manage endpoints: network namespaces attached to overlay networks
     #[command(subcommand, long_about = ENDPOINT_LONG_ABOUT)]
     Endpoint(EndpointCommand),
+
+    /// Manage services: programs run as tasks across the cluster's nodes
+    #[command(subcommand, long_about = SERVICE_LONG_ABOUT)]
+    Service(ServiceCommand),
 
     /// Run a command in a new endpoint on a network, then remove the endpoint
     #[command(long_about = RUN_LONG_ABOUT)]
@@ -271,6 +277,20 @@ pub enum Render {
     Tunnel {
         format: ListFormat,
     },
+    ServiceCreate,
+    ServiceLs {
+        quiet: bool,
+        format: ListFormat,
+    },
+    ServicePs {
+        quiet: bool,
+        format: ListFormat,
+    },
+    ServiceInspect {
+        compact: bool,
+    },
+    ServiceScale,
+    ServiceRm,
 }
 
 /// What to send, how long to wait, and how to show the answer.
@@ -281,6 +301,9 @@ pub struct Invocation {
     pub render: Render,
     /// A line printed to stderr before the request is sent.
     pub progress: Option<String>,
+    /// After the request succeeds, wait until this service runs all its tasks, showing
+    /// progress (`service create` without `--detach`).
+    pub converge: Option<String>,
 }
 
 /// What a parsed command does.
@@ -310,6 +333,7 @@ impl Invocation {
             timeout,
             render,
             progress: None,
+            converge: None,
         }
     }
 
@@ -335,6 +359,7 @@ impl Command {
             Command::Status(a) => Action::Request(a.invocation()),
             Command::Key(c) => Action::Request(c.invocation()),
             Command::Tunnel(c) => Action::Request(c.invocation()),
+            Command::Service(c) => Action::Request(c.invocation()),
         }
     }
 }

@@ -191,6 +191,7 @@ impl NodeCommand {
                 timeout: Duration::from_secs(45),
                 render: Render::NodeRotateKey,
                 progress: Some("Rotating the WireGuard key...".into()),
+                converge: None,
             },
         }
     }

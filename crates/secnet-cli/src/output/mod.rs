@@ -10,6 +10,7 @@ mod endpoint;
 mod key;
 mod network;
 mod node;
+pub mod service;
 #[cfg(test)]
 mod test_fixtures;
 mod tunnel;
@@ -57,6 +58,12 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
         | Render::EndpointInterfaces => endpoint::render(how, response),
         Render::Keys { .. } => key::render(how, response),
         Render::Tunnel { .. } => tunnel::render(how, response),
+        Render::ServiceCreate
+        | Render::ServiceLs { .. }
+        | Render::ServicePs { .. }
+        | Render::ServiceInspect { .. }
+        | Render::ServiceScale
+        | Render::ServiceRm => service::render(how, response),
     }
 }
 
@@ -86,6 +93,12 @@ fn expected_response(how: &Render) -> &'static str {
         Render::Keys { .. } => "Keys",
         Render::Tunnel { .. } => "Tunnel",
         Render::NodeRotateKey => "WireguardKey",
+        Render::ServiceCreate
+        | Render::ServiceLs { .. }
+        | Render::ServiceInspect { .. }
+        | Render::ServiceScale => "Services",
+        Render::ServicePs { .. } => "Tasks",
+        Render::ServiceRm => "ServicesRemoved",
     }
 }
 
@@ -107,6 +120,9 @@ pub fn response_name(r: &LocalResponse) -> &'static str {
         LocalResponse::Keys(_) => "Keys",
         LocalResponse::Tunnel(_) => "Tunnel",
         LocalResponse::WireguardKey(_) => "WireguardKey",
+        LocalResponse::Services(_) => "Services",
+        LocalResponse::Tasks(_) => "Tasks",
+        LocalResponse::ServicesRemoved(_) => "ServicesRemoved",
     }
 }
 

@@ -116,6 +116,12 @@ fn request_name(req: &LocalRequest) -> &'static str {
         LocalRequest::KeyLs => "key ls",
         LocalRequest::KeyRotate => "key rotate",
         LocalRequest::TunnelLs => "tunnel ls",
+        LocalRequest::ServiceCreate(_) => "service create",
+        LocalRequest::ServiceLs => "service ls",
+        LocalRequest::ServicePs { .. } => "service ps",
+        LocalRequest::ServiceInspect { .. } => "service inspect",
+        LocalRequest::ServiceScale { .. } => "service scale",
+        LocalRequest::ServiceRm { .. } => "service rm",
     }
 }
 
@@ -175,6 +181,14 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                     Ok(LocalResponse::Networks(out))
                 }
                 LocalRequest::NetworkRm { networks } => network_rm(&m, &networks).await,
+                LocalRequest::ServiceCreate(spec) => service_create(&m, spec).await,
+                LocalRequest::ServiceLs => service_ls(&m),
+                LocalRequest::ServicePs { service } => service_ps(&m, &service),
+                LocalRequest::ServiceInspect { services } => service_inspect(&m, &services),
+                LocalRequest::ServiceScale { service, replicas } => {
+                    service_scale(&m, &service, replicas).await
+                }
+                LocalRequest::ServiceRm { services } => service_rm(&m, &services).await,
                 LocalRequest::EndpointCreate { network, name, ip } => {
                     endpoint_create(&m, network, name, ip).await
                 }
@@ -282,6 +296,7 @@ mod endpoint;
 mod key;
 mod network;
 mod node;
+mod service;
 mod tunnel;
 
 use cluster::*;
@@ -289,4 +304,5 @@ use endpoint::*;
 use key::*;
 use network::*;
 use node::*;
+use service::*;
 use tunnel::*;

@@ -1,0 +1,205 @@
+//! Service commands: create, ls, ps, inspect, scale, rm. Services are managers' business, as
+//! in Swarm: a worker's request is refused by the manager it is forwarded to.
+
+use super::*;
+
+use secnet_api::{ServiceInfo, TaskInfo};
+use secnet_model::{ClusterState, Service, ServiceCommand, ServiceMode, ServiceSpec, TaskState};
+
+/// A service as the CLI shows it.
+pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
+    let running = state
+        .tasks_of(&s.id)
+        .filter(|t| t.is_live() && t.state == TaskState::Running)
+        .count() as u32;
+    let desired = match s.spec.mode {
+        ServiceMode::Replicated => s.spec.replicas,
+        ServiceMode::Global => state.nodes.values().filter(|n| s.admits(n)).count() as u32,
+    };
+    let networks = s
+        .spec
+        .networks
+        .iter()
+        .map(|id| {
+            state
+                .networks
+                .get(id)
+                .map(|n| n.name.clone())
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect();
+    let restart = &s.spec.restart;
+    ServiceInfo {
+        id: s.id.clone(),
+        name: s.spec.name.clone(),
+        mode: match s.spec.mode {
+            ServiceMode::Replicated => "replicated",
+            ServiceMode::Global => "global",
+        }
+        .into(),
+        desired,
+        running,
+        networks,
+        command: s.spec.command.clone(),
+        env: s.spec.env.clone(),
+        constraints: s.spec.constraints.iter().map(|c| c.to_string()).collect(),
+        restart_condition: match restart.condition {
+            secnet_model::RestartCondition::Any => "any",
+            secnet_model::RestartCondition::OnFailure => "on-failure",
+            secnet_model::RestartCondition::None => "none",
+        }
+        .into(),
+        restart_delay_secs: restart.delay_secs,
+        restart_max_attempts: restart.max_attempts,
+        endpoint_mode: match s.spec.endpoint_mode {
+            secnet_model::EndpointMode::Vip => "vip",
+            secnet_model::EndpointMode::Dnsrr => "dnsrr",
+        }
+        .into(),
+        version: s.version,
+        created: super::super::views::rfc3339(s.created_at),
+        updated: super::super::views::rfc3339(s.updated_at),
+    }
+}
+
+/// The tasks of a service, newest of each slot first, as `service ps` shows them.
+pub(super) fn task_infos(state: &ClusterState, s: &Service) -> Vec<TaskInfo> {
+    let mut tasks: Vec<_> = state.tasks_of(&s.id).collect();
+    tasks.sort_by(|a, b| {
+        (a.slot, a.node, std::cmp::Reverse(a.created_at), &a.id).cmp(&(
+            b.slot,
+            b.node,
+            std::cmp::Reverse(b.created_at),
+            &b.id,
+        ))
+    });
+    tasks
+        .into_iter()
+        .map(|t| {
+            let ep_name = crate::agent::tasks::endpoint_name(&t.id);
+            let ep = state.endpoints.get(&ep_name);
+            TaskInfo {
+                id: t.id.clone(),
+                name: secnet_model::task_name(&s.spec.name, t),
+                service: s.spec.name.clone(),
+                node: t
+                    .node
+                    .and_then(|n| state.nodes.get(&n))
+                    .map(|n| n.hostname.clone())
+                    .unwrap_or_default(),
+                desired: t.desired.as_str().into(),
+                state: t.state.as_str().into(),
+                since: super::super::views::rfc3339(t.state_at),
+                message: t.message.clone(),
+                exit_code: t.exit_code,
+                endpoint: ep.map(|e| e.name.clone()),
+                ip: ep.and_then(|e| e.attachments.first()).map(|a| a.ip),
+            }
+        })
+        .collect()
+}
+
+pub(super) async fn service_create(m: &Member, spec: ServiceSpec) -> LocalResult {
+    // What can be checked here is, so a bad spec fails the same way with or without quorum.
+    secnet_model::validate_spec(&spec).map_err(secnet_model::ModelError::from)?;
+    let id = secnet_model::ids::network_id_from_bytes(rand::rngs::OsRng.gen());
+    let cmd = Command::Service(ServiceCommand::Create {
+        id,
+        spec,
+        created_at: unix_now(),
+    });
+    match m.write(cmd).await? {
+        Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
+            &m.view().state,
+            &s,
+        )])),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+pub(super) fn service_ls(m: &Member) -> LocalResult {
+    let v = m.view();
+    let mut out: Vec<_> = v
+        .state
+        .services
+        .values()
+        .map(|s| service_info(&v.state, s))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(LocalResponse::Services(out))
+}
+
+pub(super) fn service_ps(m: &Member, service: &str) -> LocalResult {
+    let v = m.view();
+    let s = v
+        .state
+        .find_service(service)
+        .map_err(secnet_model::ModelError::from)?;
+    Ok(LocalResponse::Tasks(task_infos(&v.state, s)))
+}
+
+pub(super) fn service_inspect(m: &Member, services: &[String]) -> LocalResult {
+    let v = m.view();
+    let out = services
+        .iter()
+        .map(|n| {
+            v.state
+                .find_service(n)
+                .map(|s| service_info(&v.state, s))
+                .map_err(secnet_model::ModelError::from)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LocalResponse::Services(out))
+}
+
+pub(super) async fn service_scale(m: &Member, service: &str, replicas: u32) -> LocalResult {
+    let s = m
+        .view()
+        .state
+        .find_service(service)
+        .map_err(secnet_model::ModelError::from)?
+        .clone();
+    if s.spec.mode == ServiceMode::Global {
+        return Err(ApiError::invalid(format!(
+            "service {:?} is global: it runs one task per eligible node and cannot be scaled",
+            s.spec.name
+        )));
+    }
+    let spec = ServiceSpec {
+        replicas,
+        ..s.spec.clone()
+    };
+    let cmd = Command::Service(ServiceCommand::Update {
+        id: s.id.clone(),
+        spec,
+        updated_at: unix_now(),
+    });
+    match m.write(cmd).await? {
+        Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
+            &m.view().state,
+            &s,
+        )])),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+pub(super) async fn service_rm(m: &Member, services: &[String]) -> LocalResult {
+    // Resolve every name first: `rm a b` with a bad `b` removes nothing.
+    let found = services
+        .iter()
+        .map(|n| {
+            m.view()
+                .state
+                .find_service(n)
+                .map(|s| (s.id.clone(), s.spec.name.clone()))
+                .map_err(secnet_model::ModelError::from)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut removed = Vec::new();
+    for (id, name) in found {
+        let cmd = Command::Service(ServiceCommand::Remove { id, at: unix_now() });
+        m.write(cmd).await?;
+        removed.push(name);
+    }
+    Ok(LocalResponse::ServicesRemoved(removed))
+}
