@@ -319,3 +319,100 @@ fn bad_service_input_is_refused_and_nothing_is_created() -> anyhow::Result<()> {
     lab.host(0).cli_ok(&["service", "rm", "one", "nowhere"])?;
     Ok(())
 }
+
+#[test]
+fn global_mode_restart_none_and_a_full_cluster_restart() -> anyhow::Result<()> {
+    let mut lab = lab(4)?;
+    // Three of the four hosts first; the fourth joins later.
+    lab.form_cluster(3, 1, &["--default-addr-pool", "10.83.0.0/16"])?;
+    lab.host(0).cli_ok(&["network", "create", "apps"])?;
+    let tag = std::process::id();
+    let agent = format!("sleep 3{tag}1");
+    let once = format!("sleep 3{tag}2");
+    let web = format!("sleep 3{tag}3");
+    let create = |name: &str, extra: &[&str], cmd: &str| -> anyhow::Result<()> {
+        let mut argv = vec!["service", "create", "--name", name, "--network", "apps"];
+        argv.extend_from_slice(extra);
+        argv.push("--");
+        argv.extend(cmd.split(' '));
+        let out = lab.host(0).cli_timeout(&argv, Duration::from_secs(150));
+        anyhow::ensure!(out.success(), "{argv:?}: {out:?}");
+        Ok(())
+    };
+    create(
+        "agent",
+        &["--mode", "global", "--constraint", "node.role==worker"],
+        &agent,
+    )?;
+    assert_eq!(pids(&agent).len(), 2, "one per worker");
+    let token = lab.host(0).cli_ok(&["join-token", "worker", "-q"])?;
+    lab.join(3, 0, token.trim())?;
+    wait_for("the new worker's agent", SCHEDULE, || {
+        Ok((pids(&agent).len() == 3 && running(&ps(&lab, "agent")?).len() == 3).then_some(()))
+    })?;
+
+    // --restart-condition none: a killed task stays failed, nothing replaces it.
+    create(
+        "once",
+        &["--restart-condition", "none", "--restart-delay", "0s"],
+        &once,
+    )?;
+    let pid = pids(&once)[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)?;
+    wait_for("reported failed", SCHEDULE, || {
+        Ok(ps(&lab, "once")?
+            .iter()
+            .any(|t| t["state"] == "failed")
+            .then_some(()))
+    })?;
+    std::thread::sleep(Duration::from_secs(3)); // a replacement would be made within a second
+    assert!(pids(&once).is_empty());
+    assert!(running(&ps(&lab, "once")?).is_empty());
+
+    // A full cluster restart: the services and their desired counts survive, and no task
+    // runs twice.
+    create("web", &["--replicas", "2", "--restart-delay", "1s"], &web)?;
+    lab.stop_all(Duration::from_secs(15))?;
+    assert!(
+        pids(&web).is_empty() && pids(&agent).is_empty(),
+        "tasks stop with their daemons"
+    );
+    lab.start_all()?;
+    wait_for(
+        "web 2/2 and agent 3/3 again",
+        Duration::from_secs(60),
+        || {
+            let ok =
+                running(&ps(&lab, "web")?).len() == 2 && running(&ps(&lab, "agent")?).len() == 3;
+            Ok(ok.then_some(()))
+        },
+    )?;
+    let ls = lab
+        .host(0)
+        .cli_json(&["service", "ls", "--format", "json"])?;
+    let desired: Vec<(String, u64)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["desired"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(desired.contains(&("web".into(), 2)) && desired.contains(&("agent".into(), 3)));
+    assert_eq!(pids(&web).len(), 2, "no task twice");
+    assert_eq!(pids(&agent).len(), 3, "no task twice");
+    // The tasks that were running before the restart are failed with the reason.
+    assert!(ps(&lab, "web")?.iter().any(|t| t["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("secnetd restarted")));
+    lab.host(0)
+        .cli_ok(&["service", "rm", "web", "agent", "once"])?;
+    wait_for("all stopped", SCHEDULE, || {
+        Ok((pids(&web).is_empty() && pids(&agent).is_empty()).then_some(()))
+    })?;
+    Ok(())
+}
