@@ -25,9 +25,9 @@ fn demo_runs_every_step_and_cleans_up() {
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}\n{err}");
-    for n in 1..=11 {
+    for n in 1..=12 {
         assert!(
-            text.contains(&format!("[{n}/11]")),
+            text.contains(&format!("[{n}/12]")),
             "step {n} missing:\n{text}"
         );
     }
@@ -52,6 +52,18 @@ fn demo_runs_every_step_and_cleans_up() {
         text.contains("ping: 500 packets transmitted, 500 received"),
         "{text}"
     );
+    // The service: two tasks on two nodes, reached over the encrypted network, replaced
+    // after a kill, moved off a stopped node.
+    assert!(
+        text.contains("overall progress: 2 out of 2 tasks"),
+        "{text}"
+    );
+    assert!(text.contains("two tasks on two nodes"), "{text}");
+    assert!(
+        text.contains("200 (over the encrypted network, from h5)"),
+        "{text}"
+    );
+    assert!(text.contains("rescheduled"), "{text}");
     assert!(text.contains("cleaned up"), "{text}");
     assert!(our_namespaces(&prefix).is_empty());
 }

@@ -358,7 +358,7 @@ fn mask_tokens_in(text: &str) -> String {
 }
 
 const DEMO_HOSTS: usize = 5;
-const DEMO_STEPS: usize = 11;
+const DEMO_STEPS: usize = 12;
 
 fn step(n: usize, what: impl Display) {
     say(format!("[{n}/{DEMO_STEPS}] {what}"));
@@ -667,6 +667,7 @@ fn run_demo(lab: &mut Lab) -> anyhow::Result<()> {
     say("");
 
     traffic(lab)?;
+    demo_services::services(lab)?;
     Ok(())
 }
 
@@ -983,6 +984,8 @@ fn check_networks(networks: &[Value]) -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+mod demo_services;
 
 #[cfg(test)]
 mod tests {

@@ -34,10 +34,14 @@ pub fn plan(state: &ClusterState, now: u64, fresh_id: &mut dyn FnMut() -> String
         match t.node {
             Some(n) if node_lost(state, n) => {
                 lost.insert(t.id.clone());
+                let name = state.nodes.get(&n).map(|n| n.hostname.clone());
                 out.push(ServiceCommand::Orphan {
                     id: t.id.clone(),
                     at: now,
-                    reason: format!("node {n} is down or gone"),
+                    reason: match name {
+                        Some(host) => format!("node {host} is down"),
+                        None => format!("node {n} left the cluster"),
+                    },
                 });
             }
             Some(n) => *load.entry(n).or_default() += 1,

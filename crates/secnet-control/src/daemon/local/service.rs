@@ -65,14 +65,12 @@ pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
 /// The tasks of a service, newest of each slot first, as `service ps` shows them.
 pub(super) fn task_infos(state: &ClusterState, s: &Service) -> Vec<TaskInfo> {
     let mut tasks: Vec<_> = state.tasks_of(&s.id).collect();
-    tasks.sort_by(|a, b| {
-        (a.slot, a.node, std::cmp::Reverse(a.created_at), &a.id).cmp(&(
-            b.slot,
-            b.node,
-            std::cmp::Reverse(b.created_at),
-            &b.id,
-        ))
-    });
+    // By slot (by node in global mode), newest first.
+    let key = |t: &secnet_model::Task| {
+        let node = if t.slot == 0 { t.node } else { None };
+        (t.slot, node, std::cmp::Reverse((t.created_at, t.attempt)))
+    };
+    tasks.sort_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
     tasks
         .into_iter()
         .map(|t| {
@@ -87,7 +85,12 @@ pub(super) fn task_infos(state: &ClusterState, s: &Service) -> Vec<TaskInfo> {
                     .and_then(|n| state.nodes.get(&n))
                     .map(|n| n.hostname.clone())
                     .unwrap_or_default(),
-                desired: t.desired.as_str().into(),
+                // An ended task is not wanted any more, whatever made it end.
+                desired: if t.state.is_terminal() {
+                    TaskState::Shutdown.as_str().into()
+                } else {
+                    t.desired.as_str().into()
+                },
                 state: t.state.as_str().into(),
                 since: super::super::views::rfc3339(t.state_at),
                 message: t.message.clone(),
