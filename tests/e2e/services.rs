@@ -179,6 +179,32 @@ fn replicas_run_on_two_nodes_are_reachable_restart_move_scale_and_go() -> anyhow
         Ok((running(&ps(&lab, "web")?).len() == 3).then_some(()))
     })?;
 
+    // A rolling update: every task replaced, one at a time, its process with the new env.
+    let before: Vec<i32> = pids(&marker);
+    let out = lab.host(0).cli_timeout(
+        &["service", "update", "web", "--env-add", "MODE=blue"],
+        Duration::from_secs(150),
+    );
+    anyhow::ensure!(out.success(), "service update: {out:?}");
+    assert!(
+        out.stderr.contains("overall progress: 3 out of 3 tasks"),
+        "{}",
+        out.stderr
+    );
+    let after = pids(&marker);
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every process replaced"
+    );
+    for pid in &after {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&env).contains("MODE=blue"),
+            "pid {pid}"
+        );
+    }
+
     let ls = lab.host(0).cli_ok(&["service", "ls"])?;
     assert!(ls.contains("web") && ls.contains("3/3"), "{ls}");
     lab.host(0).cli_ok(&["service", "rm", "web"])?;

@@ -88,6 +88,11 @@ pub enum LocalRequest {
     ServiceInspect {
         services: Vec<String>,
     },
+    /// `service update`.
+    ServiceUpdate {
+        service: String,
+        change: secnet_model::ServiceChange,
+    },
     /// `service scale NAME=N`.
     ServiceScale {
         service: String,
@@ -292,6 +297,8 @@ pub struct ServiceInfo {
     pub desired: u32,
     /// Tasks reported running.
     pub running: u32,
+    /// Running tasks made from the current spec (fewer than `running` during an update).
+    pub up_to_date: u32,
     /// Network names.
     pub networks: Vec<String>,
     pub command: Vec<String>,
@@ -455,7 +462,8 @@ impl LocalRequest {
             R::ServiceCreate(_)
             | R::ServiceLs
             | R::ServiceInspect { .. }
-            | R::ServiceScale { .. } => K::Services,
+            | R::ServiceScale { .. }
+            | R::ServiceUpdate { .. } => K::Services,
             R::ServicePs { .. } => K::Tasks,
             R::ServiceRm { .. } => K::ServicesRemoved,
             R::TunnelLs => K::Tunnel,

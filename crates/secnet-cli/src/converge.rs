@@ -1,4 +1,5 @@
-//! `service create` without `--detach`: waits until the service runs all its tasks, showing
+//! `service create` and `service update` without `--detach`: wait until the service runs all
+//! its tasks from its current spec, showing
 //! `overall progress: N out of M tasks` on stderr as it changes, as `docker service create`
 //! does. A service that does not converge in time fails with what its tasks wait for.
 
@@ -39,7 +40,7 @@ pub async fn converge(socket: &Path, service: &str) -> Result<(), CliError> {
             eprintln!("{line}");
             shown = line;
         }
-        if info.running >= info.desired {
+        if info.running >= info.desired && info.up_to_date >= info.desired {
             eprintln!("verify: service {service} converged");
             return Ok(());
         }

@@ -129,6 +129,25 @@ pub enum ConstraintKey {
     Id,
 }
 
+/// How `service update` replaces the tasks: how many at a time, and the pause after each
+/// batch runs. Swarm's defaults: one at a time, no pause; stop the old task first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatePolicy {
+    /// Tasks replaced at once; 0: all at once.
+    pub parallelism: u32,
+    /// Seconds between a batch running and the next one starting.
+    pub delay_secs: u64,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            parallelism: 1,
+            delay_secs: 0,
+        }
+    }
+}
+
 /// A placement constraint: `node.role==worker`, `node.hostname!=h1`, `node.id==...`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Constraint {
@@ -213,6 +232,21 @@ pub struct ServiceSpec {
     pub constraints: Vec<Constraint>,
     pub restart: RestartPolicy,
     pub endpoint_mode: EndpointMode,
+    #[serde(default)]
+    pub update: UpdatePolicy,
+}
+
+impl ServiceSpec {
+    /// Whether `other` runs its tasks differently: anything but the replica count and the
+    /// update policy. A change of it makes `service update` replace the tasks.
+    pub fn same_tasks(&self, other: &ServiceSpec) -> bool {
+        let strip = |s: &ServiceSpec| ServiceSpec {
+            replicas: 0,
+            update: UpdatePolicy::default(),
+            ..s.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// A stored service.
@@ -220,8 +254,12 @@ pub struct ServiceSpec {
 pub struct Service {
     pub id: String,
     pub spec: ServiceSpec,
-    /// Increases with every update; tasks remember the version they were made from.
+    /// Increases with every update.
     pub version: u64,
+    /// Increases with every update that changes how tasks run ([`ServiceSpec::same_tasks`]);
+    /// tasks remember the one they were made from, and older ones are replaced.
+    #[serde(default)]
+    pub tasks_version: u64,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -309,7 +347,7 @@ pub struct Task {
     pub exit_code: Option<i32>,
     /// 1 for the first task of a slot, then one more per replacement.
     pub attempt: u32,
-    /// The service version it was made from.
+    /// The service's `tasks_version` it was made from.
     pub service_version: u64,
     pub created_at: u64,
 }
@@ -479,6 +517,7 @@ impl crate::state::ClusterState {
                     id: id.clone(),
                     spec,
                     version: 1,
+                    tasks_version: 1,
                     created_at,
                     updated_at: created_at,
                 };
@@ -498,6 +537,9 @@ impl crate::state::ClusterState {
                     .services
                     .get_mut(&id)
                     .ok_or_else(|| ServiceError::NotFound(id.clone()))?;
+                if !service.spec.same_tasks(&spec) {
+                    service.tasks_version += 1;
+                }
                 service.spec = spec;
                 service.version += 1;
                 service.updated_at = updated_at;
@@ -615,5 +657,63 @@ fn bad_transition(t: &Task, to: TaskState) -> ServiceError {
         task: t.id.clone(),
         from: t.state,
         to,
+    }
+}
+
+/// What `service update` changes; everything left out stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub replicas: Option<u32>,
+    /// A new command (`-- CMD...` on `service update`).
+    pub command: Option<Vec<String>>,
+    pub env_add: BTreeMap<String, String>,
+    pub env_rm: Vec<String>,
+    pub constraint_add: Vec<Constraint>,
+    /// Constraints to drop, in their text form (`node.role==worker`).
+    pub constraint_rm: Vec<String>,
+    pub restart_condition: Option<RestartCondition>,
+    pub restart_delay_secs: Option<u64>,
+    pub restart_max_attempts: Option<u32>,
+    pub update_parallelism: Option<u32>,
+    pub update_delay_secs: Option<u64>,
+}
+
+impl ServiceChange {
+    /// The spec after the change.
+    pub fn applied_to(&self, spec: &ServiceSpec) -> ServiceSpec {
+        let mut s = spec.clone();
+        if let Some(n) = self.replicas {
+            s.replicas = n;
+        }
+        if let Some(c) = &self.command {
+            s.command = c.clone();
+        }
+        for k in &self.env_rm {
+            s.env.remove(k);
+        }
+        s.env.extend(self.env_add.clone());
+        s.constraints
+            .retain(|c| !self.constraint_rm.contains(&c.to_string()));
+        for c in &self.constraint_add {
+            if !s.constraints.contains(c) {
+                s.constraints.push(c.clone());
+            }
+        }
+        if let Some(c) = self.restart_condition {
+            s.restart.condition = c;
+        }
+        if let Some(d) = self.restart_delay_secs {
+            s.restart.delay_secs = d;
+        }
+        if let Some(m) = self.restart_max_attempts {
+            s.restart.max_attempts = Some(m);
+        }
+        if let Some(p) = self.update_parallelism {
+            s.update.parallelism = p;
+        }
+        if let Some(d) = self.update_delay_secs {
+            s.update.delay_secs = d;
+        }
+        s
     }
 }

@@ -21,6 +21,7 @@ fn svc_spec(name: &str, network: &str) -> ServiceSpec {
         constraints: Vec::new(),
         restart: RestartPolicy::default(),
         endpoint_mode: Default::default(),
+        update: Default::default(),
     }
 }
 
@@ -370,4 +371,60 @@ fn constraints_read_and_write_one_syntax() {
         .parse::<Constraint>()
         .unwrap()
         .admits(&worker));
+}
+
+#[test]
+fn a_change_applies_to_the_spec_and_only_task_changes_bump_the_tasks_version() {
+    use secnet_model::ServiceChange;
+    let mut s = with_service();
+    let before = s.services["svc1"].clone();
+    let change = ServiceChange {
+        replicas: Some(4),
+        ..Default::default()
+    };
+    let spec = change.applied_to(&before.spec);
+    svc(
+        &mut s,
+        ServiceCommand::Update {
+            id: "svc1".into(),
+            spec,
+            updated_at: 1,
+        },
+    )
+    .unwrap();
+    let after = &s.services["svc1"];
+    assert_eq!(
+        (after.version, after.tasks_version, after.spec.replicas),
+        (2, 1, 4)
+    );
+    let change = ServiceChange {
+        env_add: [("MODE".to_string(), "blue".to_string())].into(),
+        env_rm: vec!["PORT".into()],
+        constraint_add: vec!["node.role==worker".parse().unwrap()],
+        update_parallelism: Some(2),
+        ..Default::default()
+    };
+    let spec = change.applied_to(&after.spec);
+    assert_eq!(spec.env.len(), 1);
+    assert_eq!(spec.env["MODE"], "blue");
+    assert_eq!(spec.constraints.len(), 1);
+    assert_eq!(spec.update.parallelism, 2);
+    svc(
+        &mut s,
+        ServiceCommand::Update {
+            id: "svc1".into(),
+            spec,
+            updated_at: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.services["svc1"].tasks_version, 2);
+    let rm = ServiceChange {
+        constraint_rm: vec!["node.role==worker".into()],
+        ..Default::default()
+    };
+    assert!(rm
+        .applied_to(&s.services["svc1"].spec)
+        .constraints
+        .is_empty());
 }

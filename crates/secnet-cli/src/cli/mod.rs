@@ -290,6 +290,7 @@ pub enum Render {
         compact: bool,
     },
     ServiceScale,
+    ServiceUpdate,
     ServiceRm,
 }
 

@@ -36,6 +36,20 @@ Examples:
   secnet service create --name job --network apps --restart-condition on-failure \\
       --restart-max-attempts 3 --detach -- ./run-job.sh";
 
+const SERVICE_UPDATE_LONG_ABOUT: &str = "\
+Change a service. A change of how its tasks run (command, environment, constraints, restart \
+policy) replaces the tasks as a rolling update: --update-parallelism at a time (default 1; 0: \
+all at once), each old task stopped before its replacement starts, the next batch \
+--update-delay after the previous one runs. A change of --replicas alone only adds or stops \
+tasks. Waits until every task runs from the new spec, showing progress, unless --detach.
+
+Examples:
+  secnet service update web --env-add MODE=blue
+  secnet service update web --replicas 5
+  secnet service update web --constraint-add node.role==worker --update-parallelism 2 \\
+      --update-delay 10s
+  secnet service update web -- python3 -m http.server 8080";
+
 /// `secnet service ...`
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -67,6 +81,10 @@ Example:
 
     /// Show details of one or more services as JSON
     Inspect(ServiceInspectArgs),
+
+    /// Change a service: its tasks are replaced, a few at a time (run on a manager)
+    #[command(long_about = SERVICE_UPDATE_LONG_ABOUT)]
+    Update(ServiceUpdateArgs),
 
     /// Change the replica count of a service (run on a manager)
     #[command(long_about = "\
@@ -143,12 +161,89 @@ pub struct ServiceCreateArgs {
     /// How other tasks will reach the service (service discovery, a later version).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = EndpointModeArg::Vip)]
     pub endpoint_mode: EndpointModeArg,
+    /// Tasks replaced at once by `service update` (0: all at once).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub update_parallelism: u32,
+    /// Pause between update batches (e.g. 0s, 10s).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_delay)]
+    pub update_delay: Duration,
     /// Return once the service is created, without waiting for its tasks.
     #[arg(long, short = 'd')]
     pub detach: bool,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `secnet service update`
+#[derive(Debug, Args)]
+pub struct ServiceUpdateArgs {
+    /// The service: name or ID.
+    #[arg(value_name = "SERVICE", value_parser = NonEmptyStringValueParser::new())]
+    pub service: String,
+    /// New number of tasks (replicated mode).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_replicas)]
+    pub replicas: Option<u32>,
+    /// Add or change an environment variable (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = super::parse::parse_label)]
+    pub env_add: Vec<(String, String)>,
+    /// Remove an environment variable (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub env_rm: Vec<String>,
+    /// Add a placement constraint (repeatable).
+    #[arg(long, value_name = "EXPR", value_parser = parse_constraint)]
+    pub constraint_add: Vec<Constraint>,
+    /// Remove a placement constraint, as written at create (repeatable).
+    #[arg(long, value_name = "EXPR", value_parser = parse_constraint)]
+    pub constraint_rm: Vec<Constraint>,
+    /// When an ended task is replaced.
+    #[arg(long, value_enum, value_name = "CONDITION")]
+    pub restart_condition: Option<RestartArg>,
+    /// Wait between a task's end and its replacement.
+    #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
+    pub restart_delay: Option<Duration>,
+    /// Most replacements per task slot.
+    #[arg(long, value_name = "N")]
+    pub restart_max_attempts: Option<u32>,
+    /// Tasks replaced at once (0: all at once).
+    #[arg(long, value_name = "N")]
+    pub update_parallelism: Option<u32>,
+    /// Pause between update batches.
+    #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
+    pub update_delay: Option<Duration>,
+    /// Return once the change is recorded, without waiting for the tasks.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// A new program and its arguments, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn restart_condition(a: RestartArg) -> RestartCondition {
+    match a {
+        RestartArg::Any => RestartCondition::Any,
+        RestartArg::OnFailure => RestartCondition::OnFailure,
+        RestartArg::None => RestartCondition::None,
+    }
+}
+
+impl ServiceUpdateArgs {
+    /// The change the command asks for.
+    pub fn change(&self) -> secnet_model::ServiceChange {
+        secnet_model::ServiceChange {
+            replicas: self.replicas,
+            command: (!self.command.is_empty()).then(|| self.command.clone()),
+            env_add: self.env_add.iter().cloned().collect(),
+            env_rm: self.env_rm.clone(),
+            constraint_add: self.constraint_add.clone(),
+            constraint_rm: self.constraint_rm.iter().map(|c| c.to_string()).collect(),
+            restart_condition: self.restart_condition.map(restart_condition),
+            restart_delay_secs: self.restart_delay.map(|d| d.as_secs()),
+            restart_max_attempts: self.restart_max_attempts,
+            update_parallelism: self.update_parallelism,
+            update_delay_secs: self.update_delay.map(|d| d.as_secs()),
+        }
+    }
 }
 
 /// `secnet service ls`
@@ -217,17 +312,17 @@ impl ServiceCreateArgs {
             replicas: self.replicas,
             constraints: self.constraint.clone(),
             restart: RestartPolicy {
-                condition: match self.restart_condition {
-                    RestartArg::Any => RestartCondition::Any,
-                    RestartArg::OnFailure => RestartCondition::OnFailure,
-                    RestartArg::None => RestartCondition::None,
-                },
+                condition: restart_condition(self.restart_condition),
                 delay_secs: self.restart_delay.as_secs(),
                 max_attempts: self.restart_max_attempts,
             },
             endpoint_mode: match self.endpoint_mode {
                 EndpointModeArg::Vip => EndpointMode::Vip,
                 EndpointModeArg::Dnsrr => EndpointMode::Dnsrr,
+            },
+            update: secnet_model::UpdatePolicy {
+                parallelism: self.update_parallelism,
+                delay_secs: self.update_delay.as_secs(),
             },
         }
     }
@@ -266,6 +361,16 @@ impl ServiceCommand {
                     compact: a.format.compact(),
                 },
             ),
+            ServiceCommand::Update(a) => Invocation {
+                request: LocalRequest::ServiceUpdate {
+                    service: a.service.clone(),
+                    change: a.change(),
+                },
+                timeout: SHORT_TIMEOUT,
+                render: Render::ServiceUpdate,
+                progress: None,
+                converge: (!a.detach).then(|| a.service.clone()),
+            },
             ServiceCommand::Scale(a) => {
                 let (service, replicas) = a.scale;
                 Invocation::short(
@@ -294,6 +399,7 @@ fn parse_service_name(s: &str) -> Result<String, String> {
         constraints: Vec::new(),
         restart: RestartPolicy::default(),
         endpoint_mode: EndpointMode::Vip,
+        update: Default::default(),
     })
     .map(|()| s.to_string())
     .map_err(|e| e.to_string())

@@ -63,6 +63,7 @@ pub fn render(how: &Render, response: LocalResponse) -> Result<String, CliError>
         | Render::ServicePs { .. }
         | Render::ServiceInspect { .. }
         | Render::ServiceScale
+        | Render::ServiceUpdate
         | Render::ServiceRm => service::render(how, response),
     }
 }
@@ -96,7 +97,8 @@ fn expected_response(how: &Render) -> &'static str {
         Render::ServiceCreate
         | Render::ServiceLs { .. }
         | Render::ServiceInspect { .. }
-        | Render::ServiceScale => "Services",
+        | Render::ServiceScale
+        | Render::ServiceUpdate => "Services",
         Render::ServicePs { .. } => "Tasks",
         Render::ServiceRm => "ServicesRemoved",
     }

@@ -10,9 +10,10 @@ use crate::error::CliError;
 /// The text shown for the answer to a `secnet service` command.
 pub(super) fn render(how: &Render, response: LocalResponse) -> Result<String, CliError> {
     match (how, response) {
-        (Render::ServiceCreate | Render::ServiceScale, LocalResponse::Services(svcs)) => {
-            Ok(lines(svcs.iter().map(|s| s.id.as_str())))
-        }
+        (
+            Render::ServiceCreate | Render::ServiceScale | Render::ServiceUpdate,
+            LocalResponse::Services(svcs),
+        ) => Ok(lines(svcs.iter().map(|s| s.id.as_str()))),
         (Render::ServiceLs { quiet, format }, LocalResponse::Services(svcs)) => {
             if *quiet {
                 Ok(lines(svcs.iter().map(|s| s.id.as_str())))
@@ -98,7 +99,7 @@ pub fn task_table(tasks: &[TaskInfo]) -> String {
 pub fn progress_line(s: &ServiceInfo) -> String {
     format!(
         "overall progress: {} out of {} tasks",
-        s.running.min(s.desired),
+        s.up_to_date.min(s.desired),
         s.desired
     )
 }
@@ -115,6 +116,7 @@ mod tests {
             mode: "replicated".into(),
             desired,
             running,
+            up_to_date: running,
             networks: vec!["apps".into(), "db".into()],
             command: vec!["sleep".into(), "1".into()],
             env: Default::default(),

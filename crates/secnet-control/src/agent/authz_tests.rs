@@ -279,6 +279,7 @@ fn a_worker_reports_only_its_own_tasks_and_schedules_nothing() {
         constraints: Vec::new(),
         restart: RestartPolicy::default(),
         endpoint_mode: Default::default(),
+        update: Default::default(),
     };
     apply(
         &mut s,

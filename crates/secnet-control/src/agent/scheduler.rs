@@ -63,6 +63,7 @@ pub fn plan(state: &ClusterState, now: u64, fresh_id: &mut dyn FnMut() -> String
             ServiceMode::Replicated => ctx.replicated(&tasks, fresh_id),
             ServiceMode::Global => ctx.global(&tasks, fresh_id),
         }
+        ctx.rolling_update(&tasks);
     }
     // Live tasks of removed services go; their ended tasks are pruned below.
     for t in state.tasks.values() {
@@ -179,6 +180,11 @@ impl Ctx<'_> {
         if self.lost.contains(&last.id) || last.state == TaskState::Orphaned {
             return Some(next);
         }
+        // Stopped by us (an update, or a scale-down then up): replaced once it has stopped
+        // (stop first, as Swarm does by default).
+        if last.desired == TaskState::Shutdown && !last.state.is_terminal() {
+            return None;
+        }
         // Shut down by us (a scale-down, then up again): replaced at once.
         if last.state == TaskState::Shutdown {
             return Some(next);
@@ -236,7 +242,7 @@ impl Ctx<'_> {
                 message,
                 exit_code: None,
                 attempt,
-                service_version: self.service.version,
+                service_version: self.service.tasks_version,
                 created_at: self.now,
             },
         });
@@ -251,6 +257,63 @@ impl Ctx<'_> {
                 node: n,
                 at: self.now,
             });
+        }
+    }
+
+    /// `service update`: tasks made from an older `tasks_version` are replaced, at most
+    /// `parallelism` at a time (stop first; the slot is refilled once the old task stopped),
+    /// the next batch only `delay_secs` after the newest replacement runs.
+    fn rolling_update(&mut self, tasks: &[&Task]) {
+        let current = self.service.tasks_version;
+        let stale: Vec<&Task> = tasks
+            .iter()
+            .copied()
+            .filter(|t| self.is_live(t) && t.service_version < current)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        // Old tasks that serve nothing yet (pending, not started) go at once.
+        let (unstarted, mut serving): (Vec<&Task>, Vec<&Task>) = stale
+            .into_iter()
+            .partition(|t| t.state < TaskState::Starting);
+        for t in unstarted {
+            self.shutdown(t);
+        }
+        // In flight: places without a live task (an old one stopping, or stopped and not yet
+        // replaced) and new tasks not running yet.
+        let live: Vec<&Task> = tasks.iter().copied().filter(|t| self.is_live(t)).collect();
+        let missing = match self.service.spec.mode {
+            ServiceMode::Replicated => (1..=self.service.spec.replicas)
+                .filter(|slot| !live.iter().any(|t| t.slot == *slot))
+                .count(),
+            ServiceMode::Global => self
+                .eligible
+                .iter()
+                .filter(|n| !live.iter().any(|t| t.node == Some(n.id)))
+                .count(),
+        };
+        let starting = live
+            .iter()
+            .filter(|t| t.service_version == current && t.state < TaskState::Running)
+            .count();
+        let parallelism = match self.service.spec.update.parallelism {
+            0 => usize::MAX,
+            n => n as usize,
+        };
+        let budget = parallelism.saturating_sub(missing + starting);
+        let last_batch = tasks
+            .iter()
+            .filter(|t| t.service_version == current && t.state == TaskState::Running)
+            .map(|t| t.state_at)
+            .max();
+        let delay = self.service.spec.update.delay_secs;
+        if last_batch.is_some_and(|at| self.now < at.saturating_add(delay)) {
+            return;
+        }
+        serving.sort_by_key(|t| (t.slot, t.node));
+        for t in serving.into_iter().take(budget) {
+            self.shutdown(t);
         }
     }
 

@@ -610,6 +610,7 @@ mod tests {
             constraints: Vec::new(),
             restart: RestartPolicy::default(),
             endpoint_mode: Default::default(),
+            update: Default::default(),
         }
     }
 
@@ -825,7 +826,7 @@ mod tests {
         let mut spec = service_spec("web", 2);
         spec.constraints = vec!["node.hostname==host2".parse().unwrap()];
         update(&mut sim, spec);
-        sim.run_until("assigned to host2 and running", 5, |s| {
+        sim.run_until("assigned to host2 and running", 10, |s| {
             s.running("web").len() == 2
         });
         assert_eq!(nodes_of(&sim.running("web")), BTreeSet::from([WORKER]));
@@ -943,6 +944,56 @@ mod tests {
         }
         assert_eq!(sim.running("web").len(), 2);
         assert_eq!(processes(&sim), 2);
+    }
+
+    #[test]
+    fn an_update_replaces_the_tasks_one_at_a_time_stop_first_with_the_delay() {
+        let mut sim = with_service(service_spec("web", 3));
+        sim.run_until("3/3 running", 8, |s| s.running("web").len() == 3);
+        let mut spec = service_spec("web", 3);
+        spec.env.insert("MODE".into(), "blue".into());
+        spec.update = secnet_model::UpdatePolicy {
+            parallelism: 1,
+            delay_secs: 3,
+        };
+        update(&mut sim, spec);
+        let current = sim.state.find_service("web").unwrap().tasks_version;
+        assert_eq!(current, 2, "an env change is a new task template");
+        let up_to_date = |s: &Sim| {
+            s.running("web")
+                .iter()
+                .filter(|t| t.service_version == current)
+                .count()
+        };
+        let mut became_current = Vec::new();
+        for _ in 0..40 {
+            sim.step();
+            // Stop first, one at a time: never fewer than two running.
+            assert!(sim.running("web").len() >= 2, "{:?}", sim.live_tasks("web"));
+            assert!(sim.live_tasks("web").len() <= 3);
+            let n = up_to_date(&sim);
+            if became_current.last().map(|(k, _)| *k) != Some(n) && n > 0 {
+                became_current.push((n, sim.now));
+            }
+            if n == 3 {
+                break;
+            }
+        }
+        assert_eq!(up_to_date(&sim), 3, "{:?}", sim.live_tasks("web"));
+        // Each batch waited for the delay after the previous one ran.
+        for w in became_current.windows(2) {
+            assert!(w[1].1 - w[0].1 >= 3, "{became_current:?}");
+        }
+        // Scaling alone replaces nothing.
+        let mut spec = sim.state.find_service("web").unwrap().spec.clone();
+        spec.replicas = 4;
+        update(&mut sim, spec);
+        assert_eq!(
+            sim.state.find_service("web").unwrap().tasks_version,
+            current
+        );
+        sim.run_until("4/4", 8, |s| s.running("web").len() == 4);
+        assert_eq!(up_to_date(&sim), 4);
     }
 
     proptest::proptest! {

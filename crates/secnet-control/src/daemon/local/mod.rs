@@ -122,6 +122,7 @@ fn request_name(req: &LocalRequest) -> &'static str {
         LocalRequest::ServiceInspect { .. } => "service inspect",
         LocalRequest::ServiceScale { .. } => "service scale",
         LocalRequest::ServiceRm { .. } => "service rm",
+        LocalRequest::ServiceUpdate { .. } => "service update",
     }
 }
 
@@ -189,6 +190,9 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                     service_scale(&m, &service, replicas).await
                 }
                 LocalRequest::ServiceRm { services } => service_rm(&m, &services).await,
+                LocalRequest::ServiceUpdate { service, change } => {
+                    service_update(&m, &service, &change).await
+                }
                 LocalRequest::EndpointCreate { network, name, ip } => {
                     endpoint_create(&m, network, name, ip).await
                 }

@@ -8,9 +8,14 @@ use secnet_model::{ClusterState, Service, ServiceCommand, ServiceMode, ServiceSp
 
 /// A service as the CLI shows it.
 pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
-    let running = state
+    let running_tasks: Vec<_> = state
         .tasks_of(&s.id)
         .filter(|t| t.is_live() && t.state == TaskState::Running)
+        .collect();
+    let running = running_tasks.len() as u32;
+    let up_to_date = running_tasks
+        .iter()
+        .filter(|t| t.service_version == s.tasks_version)
         .count() as u32;
     let desired = match s.spec.mode {
         ServiceMode::Replicated => s.spec.replicas,
@@ -39,6 +44,7 @@ pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
         .into(),
         desired,
         running,
+        up_to_date,
         networks,
         command: s.spec.command.clone(),
         env: s.spec.env.clone(),
@@ -153,6 +159,40 @@ pub(super) fn service_inspect(m: &Member, services: &[String]) -> LocalResult {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(LocalResponse::Services(out))
+}
+
+/// `service update`: the change applied to the current spec, written as one `Update`.
+pub(super) async fn service_update(
+    m: &Member,
+    service: &str,
+    change: &secnet_model::ServiceChange,
+) -> LocalResult {
+    let s = m
+        .view()
+        .state
+        .find_service(service)
+        .map_err(secnet_model::ModelError::from)?
+        .clone();
+    if change.replicas.is_some() && s.spec.mode == ServiceMode::Global {
+        return Err(ApiError::invalid(format!(
+            "service {:?} is global: it runs one task per eligible node and has no replica count",
+            s.spec.name
+        )));
+    }
+    let spec = change.applied_to(&s.spec);
+    secnet_model::validate_spec(&spec).map_err(secnet_model::ModelError::from)?;
+    let cmd = Command::Service(ServiceCommand::Update {
+        id: s.id.clone(),
+        spec,
+        updated_at: unix_now(),
+    });
+    match m.write(cmd).await? {
+        Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
+            &m.view().state,
+            &s,
+        )])),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
 }
 
 pub(super) async fn service_scale(m: &Member, service: &str, replicas: u32) -> LocalResult {
