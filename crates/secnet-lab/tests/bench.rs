@@ -60,3 +60,50 @@ fn bench_smoke_moves_traffic_and_writes_the_table() {
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
+
+#[test]
+fn control_bench_smoke_measures_services_and_writes_the_table() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: the bench builds network namespaces and needs root");
+        return;
+    }
+    let bins = secnet_lab::bin_dir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let prefix = secnet_lab::unique_prefix();
+    let out = Command::new(bins.join("secnet-lab"))
+        .args([
+            "bench",
+            "--control",
+            "--smoke",
+            "--prefix",
+            &prefix,
+            "--output",
+        ])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let json_name = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|f| f.ends_with("-control-smoke.json"))
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join(json_name)).unwrap())
+            .unwrap();
+    let r = &json["results"][0];
+    assert!(r["error"].is_null(), "{r}");
+    // Ten tasks ran, and ran again elsewhere after a node stopped: after most of the 5 s the
+    // leader waits before it marks a node down, within the 15 s the issue asks.
+    assert!(r["service_running_ms"].as_f64().unwrap() > 0.0, "{r}");
+    let moved = r["service_reschedule_ms"].as_f64().unwrap();
+    assert!((3000.0..15000.0).contains(&moved), "{r}");
+    let left: Vec<String> = secnet_lab::list_netns()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
