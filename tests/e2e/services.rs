@@ -120,6 +120,21 @@ fn replicas_run_on_two_nodes_are_reachable_restart_move_scale_and_go() -> anyhow
         })?;
     }
 
+    // `service logs` on a task's node: its output, each line naming the task; the other
+    // task's node is named on stderr.
+    let (name, node) = (
+        up[0]["name"].as_str().unwrap().to_string(),
+        up[0]["node"].as_str().unwrap().to_string(),
+    );
+    let on = (0..5).find(|i| lab.host(*i).name() == node).unwrap();
+    let out = lab.host(on).cli(&["service", "logs", "web"]);
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("{name}@{node} | ")) && out.stdout.contains("\"GET / HTTP"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("its output is kept there"), "{out:?}");
+
     // Its process dies: a new task replaces it, the old one is failed with the reason.
     let victim = pids(&marker);
     assert_eq!(victim.len(), 2, "two processes: {victim:?}");

@@ -101,6 +101,12 @@ pub enum LocalRequest {
     ServiceRm {
         services: Vec<String>,
     },
+    /// `service logs`: the output of the service's tasks on this node, from `since` (per
+    /// task id, a byte offset in its log; absent: the last 64 KiB).
+    ServiceLogs {
+        service: String,
+        since: std::collections::BTreeMap<String, u64>,
+    },
     NetworkLs,
     NetworkInspect {
         networks: Vec<String>,
@@ -335,6 +341,21 @@ pub struct TaskInfo {
     pub ip: Option<Ipv4Addr>,
 }
 
+/// The output of one task, as `service logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLog {
+    pub task_id: String,
+    /// `web.1`.
+    pub name: String,
+    /// The task's node's hostname.
+    pub node: String,
+    /// Whether the task ran on the node that answered (only those logs are there).
+    pub here: bool,
+    /// The log's size after `text`: the offset to ask from next time.
+    pub offset: u64,
+    pub text: String,
+}
+
 /// `secnet status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusInfo {
@@ -404,6 +425,7 @@ pub enum LocalResponse {
     Tasks(Vec<TaskInfo>),
     /// Names of the services removed.
     ServicesRemoved(Vec<String>),
+    TaskLogs(Vec<TaskLog>),
     Tunnel(TunnelInfo),
     /// `node rotate-key` done: the node's new WireGuard public key.
     WireguardKey(WireguardKeyInfo),
@@ -434,6 +456,7 @@ pub enum ResponseKind {
     Services,
     Tasks,
     ServicesRemoved,
+    TaskLogs,
 }
 
 impl LocalRequest {
@@ -466,6 +489,7 @@ impl LocalRequest {
             | R::ServiceUpdate { .. } => K::Services,
             R::ServicePs { .. } => K::Tasks,
             R::ServiceRm { .. } => K::ServicesRemoved,
+            R::ServiceLogs { .. } => K::TaskLogs,
             R::TunnelLs => K::Tunnel,
             R::Status => K::Status,
         }
@@ -497,6 +521,7 @@ impl LocalResponse {
             A::Services(_) => K::Services,
             A::Tasks(_) => K::Tasks,
             A::ServicesRemoved(_) => K::ServicesRemoved,
+            A::TaskLogs(_) => K::TaskLogs,
         }
     }
 }

@@ -13,6 +13,7 @@ mod client;
 mod converge;
 mod error;
 mod launch;
+mod logs;
 mod output;
 
 use std::process::ExitCode;
@@ -37,6 +38,11 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Action::Run { create, command } => return launch::run(&cli.socket, &create, &command),
         Action::Exec { endpoint, command } => {
             return launch::exec(&cli.socket, &endpoint, &command)
+        }
+        Action::ServiceLogs { service, follow } => {
+            let runtime = client::runtime()?;
+            runtime.block_on(logs::logs(&cli.socket, &service, follow))?;
+            return Ok(0);
         }
     };
     if let Some(line) = &invocation.progress {

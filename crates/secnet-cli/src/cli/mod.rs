@@ -323,6 +323,8 @@ pub enum Action {
         endpoint: String,
         command: Vec<String>,
     },
+    /// `secnet service logs`: the output of a service's tasks on this node.
+    ServiceLogs { service: String, follow: bool },
 }
 
 impl Invocation {
@@ -360,7 +362,7 @@ impl Command {
             Command::Status(a) => Action::Request(a.invocation()),
             Command::Key(c) => Action::Request(c.invocation()),
             Command::Tunnel(c) => Action::Request(c.invocation()),
-            Command::Service(c) => Action::Request(c.invocation()),
+            Command::Service(c) => c.into_action(),
         }
     }
 }

@@ -82,6 +82,19 @@ Example:
     /// Show details of one or more services as JSON
     Inspect(ServiceInspectArgs),
 
+    /// Show the output of a service's tasks on this node
+    #[command(long_about = "\
+Show what the service's tasks on this node wrote to stdout and stderr (the last 64 KiB of \
+each, then, with --follow, what they write from then on), each line prefixed with the \
+task's name and node: web.1@h2 | ... A task keeps its output on its node \
+(<run-dir>/tasks/<task>.log, rotated at 1 MiB); the tasks on other nodes are named on \
+stderr with where to look.
+
+Examples:
+  secnet service logs web
+  secnet service logs --follow web")]
+    Logs(ServiceLogsArgs),
+
     /// Change a service: its tasks are replaced, a few at a time (run on a manager)
     #[command(long_about = SERVICE_UPDATE_LONG_ABOUT)]
     Update(ServiceUpdateArgs),
@@ -289,6 +302,17 @@ pub struct ServiceScaleArgs {
     pub scale: (String, u32),
 }
 
+/// `secnet service logs`
+#[derive(Debug, Args)]
+pub struct ServiceLogsArgs {
+    /// The service: name or ID.
+    #[arg(value_name = "SERVICE", value_parser = NonEmptyStringValueParser::new())]
+    pub service: String,
+    /// Keep showing what the tasks write, until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
 /// `secnet service rm`
 #[derive(Debug, Args)]
 pub struct ServiceRmArgs {
@@ -329,9 +353,21 @@ impl ServiceCreateArgs {
 }
 
 impl ServiceCommand {
-    /// The request of each `secnet service` command.
-    pub(super) fn invocation(self) -> Invocation {
+    /// What each `secnet service` command does.
+    pub(super) fn into_action(self) -> super::Action {
         match self {
+            ServiceCommand::Logs(a) => super::Action::ServiceLogs {
+                service: a.service,
+                follow: a.follow,
+            },
+            other => super::Action::Request(other.invocation()),
+        }
+    }
+
+    /// The request of each `secnet service` command but `logs`.
+    fn invocation(self) -> Invocation {
+        match self {
+            ServiceCommand::Logs(_) => unreachable!("`service logs` is not one request"),
             ServiceCommand::Create(a) => Invocation {
                 request: LocalRequest::ServiceCreate(a.spec()),
                 timeout: SHORT_TIMEOUT,

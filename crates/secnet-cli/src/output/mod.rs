@@ -125,6 +125,7 @@ pub fn response_name(r: &LocalResponse) -> &'static str {
         LocalResponse::Services(_) => "Services",
         LocalResponse::Tasks(_) => "Tasks",
         LocalResponse::ServicesRemoved(_) => "ServicesRemoved",
+        LocalResponse::TaskLogs(_) => "TaskLogs",
     }
 }
 

@@ -123,6 +123,7 @@ fn request_name(req: &LocalRequest) -> &'static str {
         LocalRequest::ServiceScale { .. } => "service scale",
         LocalRequest::ServiceRm { .. } => "service rm",
         LocalRequest::ServiceUpdate { .. } => "service update",
+        LocalRequest::ServiceLogs { .. } => "service logs",
     }
 }
 
@@ -190,6 +191,7 @@ async fn dispatch(daemon: &Arc<Daemon>, req: LocalRequest) -> LocalResult {
                     service_scale(&m, &service, replicas).await
                 }
                 LocalRequest::ServiceRm { services } => service_rm(&m, &services).await,
+                LocalRequest::ServiceLogs { service, since } => service_logs(&m, &service, &since),
                 LocalRequest::ServiceUpdate { service, change } => {
                     service_update(&m, &service, &change).await
                 }

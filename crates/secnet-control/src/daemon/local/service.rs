@@ -246,3 +246,56 @@ pub(super) async fn service_rm(m: &Member, services: &[String]) -> LocalResult {
     }
     Ok(LocalResponse::ServicesRemoved(removed))
 }
+
+/// The most of a log `service logs` shows at first.
+const LOG_TAIL: u64 = 64 * 1024;
+
+/// `service logs`: what the service's tasks on this node wrote since the given offsets.
+pub(super) fn service_logs(
+    m: &Member,
+    service: &str,
+    since: &std::collections::BTreeMap<String, u64>,
+) -> LocalResult {
+    use std::io::{Read, Seek, SeekFrom};
+    let v = m.view();
+    let s = v
+        .state
+        .find_service(service)
+        .map_err(secnet_model::ModelError::from)?;
+    let mut out = Vec::new();
+    for t in v.state.tasks_of(&s.id) {
+        let here = t.node == Some(m.id.node_id);
+        let mut log = secnet_api::TaskLog {
+            task_id: t.id.clone(),
+            name: secnet_model::task_name(&s.spec.name, t),
+            node: t
+                .node
+                .and_then(|n| v.state.nodes.get(&n))
+                .map(|n| n.hostname.clone())
+                .unwrap_or_default(),
+            here,
+            offset: 0,
+            text: String::new(),
+        };
+        if here {
+            let path = m.runner.log_path(&t.id);
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                let len = f.metadata().map(|md| md.len()).unwrap_or(0);
+                // A log rotated since the last read starts again from its beginning.
+                let from = match since.get(&t.id) {
+                    Some(&o) if o <= len => o,
+                    Some(_) => 0,
+                    None => len.saturating_sub(LOG_TAIL),
+                };
+                let mut bytes = Vec::new();
+                if f.seek(SeekFrom::Start(from)).is_ok() {
+                    let _ = f.take(len - from).read_to_end(&mut bytes);
+                }
+                log.offset = from + bytes.len() as u64;
+                log.text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+        out.push(log);
+    }
+    Ok(LocalResponse::TaskLogs(out))
+}
