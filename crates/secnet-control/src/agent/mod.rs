@@ -1,6 +1,6 @@
 //! The agent core: everything a node decides, as pure functions of what the cluster state
 //! says, what the node observes locally and the time, so the decisions are tested without a
-//! kernel, sockets or a clock (see `sim.rs`, which runs a whole cluster of them in memory).
+//! kernel, sockets or a clock (see `sim/`, which runs a whole cluster of them in memory).
 //! The daemon (`crate::daemon`) is the driver: it gathers the facts, asks here, and carries
 //! out the [`Action`]s against the kernel, the tunnel engine and Raft.
 //!
