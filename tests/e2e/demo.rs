@@ -60,7 +60,7 @@ fn demo_runs_every_step_and_cleans_up() {
     );
     assert!(text.contains("two tasks on two nodes"), "{text}");
     assert!(
-        text.contains("200 (over the encrypted network, from h5)"),
+        text.contains("200 (from teller on h5 to the task on"),
         "{text}"
     );
     assert!(text.contains("rescheduled"), "{text}");

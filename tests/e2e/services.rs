@@ -28,7 +28,8 @@ fn running(tasks: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// Pids of the processes whose command line contains `needle`.
+/// Pids of the tasks' processes whose command line contains `needle` (not a `secnet`
+/// command that names it).
 fn pids(needle: &str) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -38,9 +39,8 @@ fn pids(needle: &str) -> Vec<i32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
+                    let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                    line.contains(needle) && !line.contains("secnet")
                 })
                 .unwrap_or(false)
         })

@@ -10,8 +10,11 @@ use serde_json::Value;
 
 use super::{demo_cli, say, say_indented, step};
 
-/// Port of the demo's web service: unusual enough to find its processes by command line.
-const PORT: &str = "18431";
+/// Port of the demo's web service, different for every demo run on the machine, so its
+/// processes can be found by their command line even when demos run side by side.
+fn port() -> String {
+    (18000 + std::process::id() % 1000).to_string()
+}
 
 fn tasks(lab: &Lab) -> anyhow::Result<Vec<Value>> {
     let v = lab
@@ -29,9 +32,10 @@ fn running(tasks: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// The pids of the service's processes (every lab host shares this machine's pid space).
+/// The pids of the service's processes (every lab host shares this machine's pid space):
+/// `python3 -m http.server PORT`, and not, say, a `secnet` command that names it.
 fn pids() -> Vec<i32> {
-    let needle = format!("http.server {PORT}");
+    let needle = format!("python3 -m http.server {}", port());
     std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
@@ -55,6 +59,7 @@ pub(super) fn services(lab: &mut Lab) -> anyhow::Result<()> {
         12,
         "a 2-replica service on the encrypted `frontend`: placed, reached, restarted, moved ...",
     );
+    let port = port();
     let args = [
         "service",
         "create",
@@ -72,7 +77,7 @@ pub(super) fn services(lab: &mut Lab) -> anyhow::Result<()> {
         "python3",
         "-m",
         "http.server",
-        PORT,
+        &port,
     ];
     say(format!("    h1$ secnet {}", args.join(" ")));
     let out = lab.host(0).cli_timeout(&args, Duration::from_secs(150));
@@ -102,9 +107,9 @@ pub(super) fn services(lab: &mut Lab) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("no task off h5: {list:?}"))?;
     let ip = remote["ip"].as_str().unwrap_or_default().to_string();
     let remote_node = remote["node"].as_str().unwrap_or_default().to_string();
-    let fetch = format!("import urllib.request; print(urllib.request.urlopen('http://{ip}:{PORT}/', timeout=2).status)");
+    let fetch = format!("import urllib.request; print(urllib.request.urlopen('http://{ip}:{port}/', timeout=2).status)");
     say(format!(
-        "    h5$ secnet exec teller -- python3 -c \"... urlopen('http://{ip}:{PORT}/') ...\""
+        "    h5$ secnet exec teller -- python3 -c \"... urlopen('http://{ip}:{port}/') ...\""
     ));
     wait_for("teller reaching a task", Duration::from_secs(10), || {
         let out = lab
