@@ -689,7 +689,7 @@ fn demo_failure_reports_command_and_log_and_cleans_up() {
         "daemon log tail missing: {err}"
     );
     assert!(
-        out.stdout.contains("[6/11]") && !out.stdout.contains("[7/11]"),
+        out.stdout.contains("[6/12]") && !out.stdout.contains("[7/12]"),
         "{}",
         out.stdout
     );
