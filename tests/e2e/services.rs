@@ -31,20 +31,7 @@ fn running(tasks: &[Value]) -> Vec<&Value> {
 /// Pids of the tasks' processes whose command line contains `needle` (not a `secnet`
 /// command that names it).
 fn pids(needle: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let line = String::from_utf8_lossy(&c).replace('\0', " ");
-                    line.contains(needle) && !line.contains("secnet")
-                })
-                .unwrap_or(false)
-        })
-        .collect()
+    secnet_lab::pids_where(|line| line.contains(needle) && !line.contains("secnet"))
 }
 
 fn http_ok(from: &Ep, ip: &str, port: u16) -> bool {

@@ -240,6 +240,22 @@ pub fn shell_quote<S: AsRef<str>>(args: &[S]) -> String {
         .join(" ")
 }
 
+/// Pids of this machine's processes whose command line (arguments joined by spaces) satisfies
+/// `matches`. Every lab host shares the machine's pid space, so a test finds a service's task
+/// processes this way.
+pub fn pids_where(matches: impl Fn(&str) -> bool) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| matches(&String::from_utf8_lossy(&c).replace('\0', " ")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

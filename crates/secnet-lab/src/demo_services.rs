@@ -32,26 +32,11 @@ fn running(tasks: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// The pids of the service's processes (every lab host shares this machine's pid space):
-/// `python3 -m http.server PORT`, and not, say, a `secnet` command that names it.
+/// The pids of the service's processes: `python3 -m http.server PORT`, and not, say, a
+/// `secnet` command that names it.
 fn pids() -> Vec<i32> {
     let needle = format!("python3 -m http.server {}", port());
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|c| {
-                            String::from_utf8_lossy(&c)
-                                .replace('\0', " ")
-                                .contains(&needle)
-                        })
-                        .unwrap_or(false)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    secnet_lab::pids_where(|line| line.starts_with(&needle))
 }
 
 pub(super) fn services(lab: &mut Lab) -> anyhow::Result<()> {

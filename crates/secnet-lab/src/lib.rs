@@ -51,7 +51,7 @@ pub use capture::{
     parse_pcap, Capture, Ipv4Packet, Pcap, PcapPacket, CAPTURE_SETTLE, CAPTURE_START_TIMEOUT,
     IPPROTO_ESP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, LINKTYPE_ETHERNET,
 };
-pub use cmd::{shell_quote, wait_for, wait_until, CmdOutput, Fatal};
+pub use cmd::{pids_where, shell_quote, wait_for, wait_until, CmdOutput, Fatal};
 pub use lab::{
     bin_dir, normalize_prefix, Host, Lab, LabConfig, BIN_DIR_ENV, CLI_TIMEOUT, CTL_BRIDGE,
     CTL_IFACE, CTL_NET, DAEMON_START_TIMEOUT, DAEMON_STOP_TIMEOUT, DATA_BRIDGE, DATA_IFACE,

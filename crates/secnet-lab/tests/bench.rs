@@ -5,23 +5,43 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_smoke_moves_traffic_and_writes_the_table() {
+/// A successful `secnet-lab bench --smoke EXTRA...` writing into a fresh directory: the
+/// directory, stdout and the lab prefix; `None` when not root (the bench needs it).
+fn smoke(extra: &[&str]) -> Option<(tempfile::TempDir, String, String)> {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: the bench builds network namespaces and needs root");
-        return;
+        return None;
     }
     let bins = secnet_lab::bin_dir().unwrap();
     let out_dir = tempfile::tempdir().unwrap();
     let prefix = secnet_lab::unique_prefix();
     let out = Command::new(bins.join("secnet-lab"))
-        .args(["bench", "--smoke", "--prefix", &prefix, "--output"])
+        .arg("bench")
+        .args(extra)
+        .args(["--smoke", "--prefix", &prefix, "--output"])
         .arg(out_dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    Some((out_dir, stdout, prefix))
+}
+
+fn assert_nothing_left(prefix: &str) {
+    let left: Vec<String> = secnet_lab::list_netns()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+#[test]
+fn bench_smoke_moves_traffic_and_writes_the_table() {
+    let Some((out_dir, stdout, prefix)) = smoke(&[]) else {
+        return;
+    };
     assert!(
         stdout.contains("smoke: traffic flowed on every path"),
         "{stdout}"
@@ -52,13 +72,7 @@ fn bench_smoke_moves_traffic_and_writes_the_table() {
     }
     // The table printed on stdout is the file's.
     assert!(stdout.contains(text.lines().nth(2).unwrap()), "{stdout}");
-
-    let left: Vec<String> = secnet_lab::list_netns()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert_nothing_left(&prefix);
 }
 
 #[test]
@@ -100,10 +114,5 @@ fn control_bench_smoke_measures_services_and_writes_the_table() {
     assert!(r["service_running_ms"].as_f64().unwrap() > 0.0, "{r}");
     let moved = r["service_reschedule_ms"].as_f64().unwrap();
     assert!((3000.0..15000.0).contains(&moved), "{r}");
-    let left: Vec<String> = secnet_lab::list_netns()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert_nothing_left(&prefix);
 }

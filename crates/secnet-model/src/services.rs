@@ -75,6 +75,16 @@ pub enum ServiceMode {
     Global,
 }
 
+impl ServiceMode {
+    /// `replicated` or `global`, as the JSON has it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Replicated => "replicated",
+            ServiceMode::Global => "global",
+        }
+    }
+}
+
 /// How other tasks reach a service (used by service discovery, the next issue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +94,16 @@ pub enum EndpointMode {
     Vip,
     /// DNS round robin over the tasks' addresses.
     Dnsrr,
+}
+
+impl EndpointMode {
+    /// `vip` or `dnsrr`, as the JSON has it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
+        }
+    }
 }
 
 /// When a task that ended is replaced.
@@ -97,6 +117,17 @@ pub enum RestartCondition {
     OnFailure,
     /// Never (a task lost with its node is still rescheduled).
     None,
+}
+
+impl RestartCondition {
+    /// `any`, `on-failure` or `none`, as the JSON and the CLI have it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCondition::Any => "any",
+            RestartCondition::OnFailure => "on-failure",
+            RestartCondition::None => "none",
+        }
+    }
 }
 
 /// Swarm's restart policy: condition, delay, and how many tries at most.
@@ -397,10 +428,15 @@ pub enum ServiceCommand {
     Prune { ids: Vec<String> },
 }
 
+/// Service names follow the network naming rule (tasks' endpoints and, later, DNS names
+/// come from them).
+pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
+    crate::state::validate_network_name(name).map_err(|_| ServiceError::InvalidName(name.into()))
+}
+
 /// Checks a spec apart from the cluster (names, command, env, counts).
 pub fn validate_spec(spec: &ServiceSpec) -> Result<(), ServiceError> {
-    crate::state::validate_network_name(&spec.name)
-        .map_err(|_| ServiceError::InvalidName(spec.name.clone()))?;
+    validate_service_name(&spec.name)?;
     if spec.command.is_empty() || spec.command[0].trim().is_empty() {
         return Err(ServiceError::EmptyCommand);
     }

@@ -425,20 +425,9 @@ impl ServiceCommand {
 }
 
 fn parse_service_name(s: &str) -> Result<String, String> {
-    secnet_model::validate_spec(&ServiceSpec {
-        name: s.to_string(),
-        command: vec!["x".into()],
-        env: BTreeMap::new(),
-        networks: vec!["x".into()],
-        mode: ServiceMode::Replicated,
-        replicas: 1,
-        constraints: Vec::new(),
-        restart: RestartPolicy::default(),
-        endpoint_mode: EndpointMode::Vip,
-        update: Default::default(),
-    })
-    .map(|()| s.to_string())
-    .map_err(|e| e.to_string())
+    secnet_model::validate_service_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_replicas(s: &str) -> Result<u32, String> {

@@ -37,11 +37,7 @@ pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
     ServiceInfo {
         id: s.id.clone(),
         name: s.spec.name.clone(),
-        mode: match s.spec.mode {
-            ServiceMode::Replicated => "replicated",
-            ServiceMode::Global => "global",
-        }
-        .into(),
+        mode: s.spec.mode.as_str().into(),
         desired,
         running,
         up_to_date,
@@ -49,19 +45,10 @@ pub(super) fn service_info(state: &ClusterState, s: &Service) -> ServiceInfo {
         command: s.spec.command.clone(),
         env: s.spec.env.clone(),
         constraints: s.spec.constraints.iter().map(|c| c.to_string()).collect(),
-        restart_condition: match restart.condition {
-            secnet_model::RestartCondition::Any => "any",
-            secnet_model::RestartCondition::OnFailure => "on-failure",
-            secnet_model::RestartCondition::None => "none",
-        }
-        .into(),
+        restart_condition: restart.condition.as_str().into(),
         restart_delay_secs: restart.delay_secs,
         restart_max_attempts: restart.max_attempts,
-        endpoint_mode: match s.spec.endpoint_mode {
-            secnet_model::EndpointMode::Vip => "vip",
-            secnet_model::EndpointMode::Dnsrr => "dnsrr",
-        }
-        .into(),
+        endpoint_mode: s.spec.endpoint_mode.as_str().into(),
         version: s.version,
         created: super::super::views::rfc3339(s.created_at),
         updated: super::super::views::rfc3339(s.updated_at),
@@ -108,22 +95,44 @@ pub(super) fn task_infos(state: &ClusterState, s: &Service) -> Vec<TaskInfo> {
         .collect()
 }
 
-pub(super) async fn service_create(m: &Member, spec: ServiceSpec) -> LocalResult {
-    // What can be checked here is, so a bad spec fails the same way with or without quorum.
-    secnet_model::validate_spec(&spec).map_err(secnet_model::ModelError::from)?;
-    let id = secnet_model::ids::network_id_from_bytes(rand::rngs::OsRng.gen());
-    let cmd = Command::Service(ServiceCommand::Create {
-        id,
-        spec,
-        created_at: unix_now(),
-    });
-    match m.write(cmd).await? {
+/// The service with this name or ID in this node's state.
+fn find<'a>(state: &'a ClusterState, name: &str) -> Result<&'a Service, ApiError> {
+    Ok(state
+        .find_service(name)
+        .map_err(secnet_model::ModelError::from)?)
+}
+
+/// Writes a `Create` or `Update` and answers with the service as stored.
+async fn write_service(m: &Member, cmd: ServiceCommand) -> LocalResult {
+    match m.write(Command::Service(cmd)).await? {
         Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
             &m.view().state,
             &s,
         )])),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }
+}
+
+/// Writes `spec` as the new spec of `s`.
+async fn write_update(m: &Member, s: &Service, spec: ServiceSpec) -> LocalResult {
+    let cmd = ServiceCommand::Update {
+        id: s.id.clone(),
+        spec,
+        updated_at: unix_now(),
+    };
+    write_service(m, cmd).await
+}
+
+pub(super) async fn service_create(m: &Member, spec: ServiceSpec) -> LocalResult {
+    // What can be checked here is, so a bad spec fails the same way with or without quorum.
+    secnet_model::validate_spec(&spec).map_err(secnet_model::ModelError::from)?;
+    let id = secnet_model::ids::network_id_from_bytes(rand::rngs::OsRng.gen());
+    let cmd = ServiceCommand::Create {
+        id,
+        spec,
+        created_at: unix_now(),
+    };
+    write_service(m, cmd).await
 }
 
 pub(super) fn service_ls(m: &Member) -> LocalResult {
@@ -140,23 +149,17 @@ pub(super) fn service_ls(m: &Member) -> LocalResult {
 
 pub(super) fn service_ps(m: &Member, service: &str) -> LocalResult {
     let v = m.view();
-    let s = v
-        .state
-        .find_service(service)
-        .map_err(secnet_model::ModelError::from)?;
-    Ok(LocalResponse::Tasks(task_infos(&v.state, s)))
+    Ok(LocalResponse::Tasks(task_infos(
+        &v.state,
+        find(&v.state, service)?,
+    )))
 }
 
 pub(super) fn service_inspect(m: &Member, services: &[String]) -> LocalResult {
     let v = m.view();
     let out = services
         .iter()
-        .map(|n| {
-            v.state
-                .find_service(n)
-                .map(|s| service_info(&v.state, s))
-                .map_err(secnet_model::ModelError::from)
-        })
+        .map(|n| find(&v.state, n).map(|s| service_info(&v.state, s)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(LocalResponse::Services(out))
 }
@@ -167,12 +170,7 @@ pub(super) async fn service_update(
     service: &str,
     change: &secnet_model::ServiceChange,
 ) -> LocalResult {
-    let s = m
-        .view()
-        .state
-        .find_service(service)
-        .map_err(secnet_model::ModelError::from)?
-        .clone();
+    let s = find(&m.view().state, service)?.clone();
     if change.replicas.is_some() && s.spec.mode == ServiceMode::Global {
         return Err(ApiError::invalid(format!(
             "service {:?} is global: it runs one task per eligible node and has no replica count",
@@ -181,27 +179,11 @@ pub(super) async fn service_update(
     }
     let spec = change.applied_to(&s.spec);
     secnet_model::validate_spec(&spec).map_err(secnet_model::ModelError::from)?;
-    let cmd = Command::Service(ServiceCommand::Update {
-        id: s.id.clone(),
-        spec,
-        updated_at: unix_now(),
-    });
-    match m.write(cmd).await? {
-        Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
-            &m.view().state,
-            &s,
-        )])),
-        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
-    }
+    write_update(m, &s, spec).await
 }
 
 pub(super) async fn service_scale(m: &Member, service: &str, replicas: u32) -> LocalResult {
-    let s = m
-        .view()
-        .state
-        .find_service(service)
-        .map_err(secnet_model::ModelError::from)?
-        .clone();
+    let s = find(&m.view().state, service)?.clone();
     if s.spec.mode == ServiceMode::Global {
         return Err(ApiError::invalid(format!(
             "service {:?} is global: it runs one task per eligible node and cannot be scaled",
@@ -212,31 +194,14 @@ pub(super) async fn service_scale(m: &Member, service: &str, replicas: u32) -> L
         replicas,
         ..s.spec.clone()
     };
-    let cmd = Command::Service(ServiceCommand::Update {
-        id: s.id.clone(),
-        spec,
-        updated_at: unix_now(),
-    });
-    match m.write(cmd).await? {
-        Response::Service(s) => Ok(LocalResponse::Services(vec![service_info(
-            &m.view().state,
-            &s,
-        )])),
-        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
-    }
+    write_update(m, &s, spec).await
 }
 
 pub(super) async fn service_rm(m: &Member, services: &[String]) -> LocalResult {
     // Resolve every name first: `rm a b` with a bad `b` removes nothing.
     let found = services
         .iter()
-        .map(|n| {
-            m.view()
-                .state
-                .find_service(n)
-                .map(|s| (s.id.clone(), s.spec.name.clone()))
-                .map_err(secnet_model::ModelError::from)
-        })
+        .map(|n| find(&m.view().state, n).map(|s| (s.id.clone(), s.spec.name.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     let mut removed = Vec::new();
     for (id, name) in found {
@@ -258,10 +223,7 @@ pub(super) fn service_logs(
 ) -> LocalResult {
     use std::io::{Read, Seek, SeekFrom};
     let v = m.view();
-    let s = v
-        .state
-        .find_service(service)
-        .map_err(secnet_model::ModelError::from)?;
+    let s = find(&v.state, service)?;
     let mut out = Vec::new();
     for t in v.state.tasks_of(&s.id) {
         let here = t.node == Some(m.id.node_id);
